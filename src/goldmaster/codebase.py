@@ -117,6 +117,9 @@ def snapshot_code(
     snapshot = _select(root, candidates, excludes, includes, skip)
     snapshot.info.update(info)
     snapshot.info["root_name"] = root.name
+    # Where --code sits inside the archived tree, so that commands recorded
+    # with the code folder as working directory can run there after restore.
+    snapshot.info["subdir"] = folder.relative_to(root).as_posix() if folder != root else ""
     snapshot.extra = extra
     return snapshot
 
