@@ -240,12 +240,10 @@ def head_tar(top: str, manifest: bytes, mtime: int) -> bytes:
     return tar_header(name, len(manifest), mtime) + manifest + padding(len(manifest))
 
 
-def head_reserve(manifest_bound: int, top: str) -> int:
-    """Return how many bytes to reserve for a manifest of at most ``manifest_bound``
-    bytes: zstd's worst-case frame size plus the skippable frame header."""
-    raw = len(head_tar(top, b"", 0)) + manifest_bound + BLOCK
-    # ZSTD_COMPRESSBOUND from zstd.h, plus room for the frame header and checksum.
-    return raw + (raw >> 8) + 512 + SKIPPABLE_HEADER
+def compress_head(top: str, manifest: bytes) -> bytes:
+    """Return the zstd frame that holds the manifest member."""
+    head = head_tar(top, manifest, 0)
+    return zstandard.ZstdCompressor(level=19, write_checksum=True).compress(head)
 
 
 def rewrite_with_head(tmp: Path, frame: bytes, body_start: int, out: BinaryIO) -> None:

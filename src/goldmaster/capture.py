@@ -14,7 +14,14 @@ from typing import Any
 import yaml
 
 from . import __version__, manifest
-from .archive import BundleWriter, WrittenFile, _HeadTooLarge, head_reserve, rewrite_with_head
+from .archive import (
+    SKIPPABLE_HEADER,
+    BundleWriter,
+    WrittenFile,
+    _HeadTooLarge,
+    compress_head,
+    rewrite_with_head,
+)
 from .codebase import snapshot_code
 from .errors import InputError, UsageError
 from .fsutil import atomic_write_bytes, fsync_dir, temporary_path
@@ -25,7 +32,7 @@ from .redact import redact_url
 
 # Room left in the reserved manifest frame for what is only known after the
 # body is written (the image section and its files).
-HEAD_SLACK = 64 << 10
+HEAD_SLACK = 8 << 10
 FREE_SPACE_MARGIN = 64 << 20
 
 # Member groups in bundle order, each compressed at the weights level or the
@@ -318,12 +325,19 @@ def _mb(count: int) -> str:
 
 
 def _reserve_for(data: dict[str, Any], entries: list[_Entry], top: str) -> int:
+    """Size the space at the start of the file for the manifest frame.
+
+    The manifest is compressed with stand-in digests, which compress like the
+    real ones; the margin covers the image section added after the body. A
+    manifest that still outgrows the space costs one copy of the body.
+    """
     placeholder = [
-        {"path": e.arcname, "size": e.size, "sha256": "0" * 64}
+        {"path": e.arcname, "size": e.size, "sha256": hashlib.sha256(e.arcname.encode()).hexdigest()}
         for e in entries + [_Entry("README.txt", size=4096)]
     ]
-    template = dict(data, files=placeholder)
-    return head_reserve(len(manifest.dump(template)) + HEAD_SLACK, top)
+    template = dict(data, files=sorted(placeholder, key=lambda f: f["path"]))
+    frame = len(compress_head(top, manifest.dump(template)))
+    return frame + frame // 16 + HEAD_SLACK + SKIPPABLE_HEADER
 
 
 def _write(
