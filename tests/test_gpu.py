@@ -120,6 +120,21 @@ def test_probe_driver_failure_is_a_status(smi_environ: Environ) -> None:
     assert b"NVIDIA-SMI has failed" in parts[0].data
 
 
+def test_probe_hung_driver_times_out(
+    smi_environ: Environ, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gpu, "SMI_TIMEOUT_S", 0.5)
+
+    record, parts = probe(smi_environ("hung"))
+
+    smi = record["sources"]["nvidia-smi"]
+    assert smi["status"] == "timeout"
+    assert "did not finish within 0.5 seconds" in smi["reason"]
+    assert "xml_status" not in smi
+    assert record["gpus"] == []
+    assert arcnames(parts) == ["system/nvidia-smi-query-gpu.csv"]
+
+
 def test_probe_no_devices_is_no_gpu(smi_environ: Environ) -> None:
     record, _ = probe(smi_environ("no-devices"))
 
@@ -235,4 +250,29 @@ def test_run_command_reports_missing_executable() -> None:
         "command": "no-such-tool-goldmaster",
         "status": "not-found",
         "reason": "no-such-tool-goldmaster is not on PATH",
+    }
+
+
+def test_probe_system_is_deterministic(smi_environ: Environ) -> None:
+    environ = smi_environ("mig")
+
+    first = gpu.probe_system(None, environ=environ)
+    second = gpu.probe_system(None, environ=environ)
+
+    assert first.name == "system"
+    assert first.data == second.data
+    assert [(p.arcname, p.data) for p in first.parts] == [
+        (p.arcname, p.data) for p in second.parts
+    ]
+    assert set(first.data) == {
+        "os",
+        "kernel",
+        "glibc",
+        "cpu",
+        "memory",
+        "container",
+        "env",
+        "python",
+        "nvidia",
+        "cuda",
     }

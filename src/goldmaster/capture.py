@@ -25,6 +25,7 @@ from .archive import (
 from .codebase import snapshot_code
 from .errors import InputError, UsageError
 from .fsutil import atomic_write_bytes, fsync_dir, temporary_path
+from .gpu import probe_system
 from .model import SourceFile, scan_model
 from .parts import Part, Section
 from .progress import Reporter
@@ -60,6 +61,9 @@ class CaptureOptions:
     text_level: int = 9
     threads: int = 0
     force: bool = False
+    # The training interpreter whose CUDA libraries are recorded; None
+    # records goldmaster's own.
+    python: Path | None = None
 
 
 @dataclass
@@ -103,7 +107,7 @@ class _Entry:
 
 def _early_sections(options: CaptureOptions, data: dict[str, Any]) -> list[Section]:
     """Run the probes whose results are known before the body is written."""
-    return []
+    return [probe_system(options.python)]
 
 
 def _late_sections(options: CaptureOptions, data: dict[str, Any]) -> list[Section]:

@@ -65,14 +65,17 @@ def compare_host(captured: dict[str, Any], host: dict[str, Any]) -> list[Finding
     )
 
 
-def enforce(findings: list[Finding], strict: bool) -> None:
-    """Raise HostMismatchError when ``strict`` and a finding is an error."""
+def enforce(findings: list[Finding], strict: bool, flag: str = "--strict") -> None:
+    """Raise HostMismatchError when ``strict`` and a finding is an error.
+
+    ``flag`` names the option that asked for strict checking, for the hint.
+    """
     errors = [finding for finding in findings if finding.severity == ERROR]
     if strict and errors:
         codes = ", ".join(sorted({finding.code for finding in errors}))
         raise HostMismatchError(
             f"this host cannot run what the bundle captured ({codes})",
-            "follow the advice printed with each finding, or run without --strict to only warn",
+            f"follow the advice printed with each finding, or run without {flag} to only warn",
         )
 
 

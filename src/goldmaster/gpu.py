@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from goldmaster import cuda_compat, nvsmi
+from goldmaster.doctor import INFO, compare_host
 from goldmaster.external import CommandResult, run_command, which
 from goldmaster.parts import Part, Section
 from goldmaster.system import probe_host
@@ -71,6 +72,11 @@ def probe_system(
     notices = []
     if nvidia["status"] != "ok":
         notices.append(f"no NVIDIA GPU recorded: {nvidia['reason']}")
+    # The host compared with itself: a captured runtime that this driver
+    # cannot run, or GPUs the framework has no code for, show up now.
+    for finding in compare_host(data, data):
+        if finding.severity != INFO:
+            notices.append(f"{finding.code}: {finding.message}")
     return Section(
         "system", data, sorted(parts, key=lambda part: part.arcname), notices
     )
@@ -90,7 +96,7 @@ def probe_nvidia(
     driver = run_driver_probe(environ)
 
     sources: dict[str, Any] = {
-        "nvidia-smi": smi["status"],
+        "nvidia-smi": _smi_status(smi),
         "nvml": _without(driver["nvml"], "gpus"),
         "libcuda": driver["libcuda"],
         "proc": _without(proc, "readings"),
@@ -116,6 +122,15 @@ def probe_nvidia(
     return record, parts
 
 
+def _smi_status(smi: dict[str, Any]) -> dict[str, Any]:
+    """Join the statuses of nvidia-smi's three modes and any unreadable output."""
+    status = dict(smi["status"])
+    for key in ("xml_status", "list_status", "query_error", "xml_error"):
+        if key in smi:
+            status[key] = smi[key]
+    return status
+
+
 def _probe_smi(environ: Mapping[str, str], parts: list[Part]) -> dict[str, Any]:
     """Run nvidia-smi's query, XML and list modes and parse what they print."""
     if which("nvidia-smi", environ) is None:
@@ -130,6 +145,9 @@ def _probe_smi(environ: Mapping[str, str], parts: list[Part]) -> dict[str, Any]:
     if failure:
         status = query.describe() | {"status": "driver-not-loaded", "reason": failure}
         return {"status": status, "driver_failure": failure}
+    if query.status == "timeout":
+        # A hung driver hangs every mode, so the other two are not run.
+        return {"status": query.describe()}
     if nvsmi.NO_DEVICES in query.output:
         return {"status": query.describe() | {"status": "no-devices"}, "query": []}
 

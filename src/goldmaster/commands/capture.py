@@ -46,6 +46,7 @@ def _parse_param(values: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--text-level", type=int, default=9, show_default=True, help="zstd level for code and text (1-22).")
 @click.option("--threads", type=int, default=0, show_default=True, help="Compression threads; 0 uses every core.")
 @click.option("--force", is_flag=True, help="Replace a bundle of the same name and version.")
+@click.option("--python", "python", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Training interpreter whose CUDA libraries to record; default: goldmaster's own.")
 @output_options
 def capture_command(
     model_path: Path,
@@ -74,6 +75,7 @@ def capture_command(
         text_level=kwargs["text_level"],
         threads=kwargs["threads"],
         force=kwargs["force"],
+        python=kwargs["python"],
     )
     result = capture(options, reporter)
     if as_json:
