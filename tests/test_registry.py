@@ -426,15 +426,24 @@ def test_push_with_environment_credentials(
     assert Path(pulled["bundle"]).read_bytes() == bundle.read_bytes()
 
 
+def push_with_password(
+    registry: RegistryServer,
+    bundle: Path,
+    repository: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> str:
+    """Push with credentials from the environment, then remove them again."""
+    with monkeypatch.context() as scoped:
+        scoped.setenv(USERNAME_VARIABLE, USERNAME)
+        scoped.setenv(PASSWORD_VARIABLE, PASSWORD)
+        return str(pushed(registry, bundle, repository)["reference"])
+
+
 def test_pull_with_docker_config(
     auth_registry: RegistryServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bundle = make_bundle(tmp_path, "dockerconfig", "1.0")
-    monkeypatch.setenv(USERNAME_VARIABLE, USERNAME)
-    monkeypatch.setenv(PASSWORD_VARIABLE, PASSWORD)
-    ref = pushed(auth_registry, bundle, "team/dockerconfig")["reference"]
-    monkeypatch.delenv(USERNAME_VARIABLE)
-    monkeypatch.delenv(PASSWORD_VARIABLE)
+    ref = push_with_password(auth_registry, bundle, "team/dockerconfig", monkeypatch)
     config = tmp_path / "docker-config"
     config.mkdir()
     token = base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode()
@@ -493,11 +502,7 @@ def test_pull_with_credential_helper(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     bundle = make_bundle(tmp_path, "helper", "1.0")
-    monkeypatch.setenv(USERNAME_VARIABLE, USERNAME)
-    monkeypatch.setenv(PASSWORD_VARIABLE, PASSWORD)
-    ref = pushed(auth_registry, bundle, "team/helper")["reference"]
-    monkeypatch.delenv(USERNAME_VARIABLE)
-    monkeypatch.delenv(PASSWORD_VARIABLE)
+    ref = push_with_password(auth_registry, bundle, "team/helper", monkeypatch)
     stored = json.dumps(
         {"ServerURL": auth_registry.address, "Username": USERNAME, "Secret": PASSWORD}
     )

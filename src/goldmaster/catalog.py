@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,10 +21,8 @@ from .registry import (
     remote_sidecar_status,
     resolve,
 )
-from .registry_client import RegistryClient
+from .registry_client import RegistryClient, hash_file
 from .verify import read_manifest
-
-HASH_CHUNK = 4 << 20
 
 
 @dataclass
@@ -129,11 +126,7 @@ def sidecar_status(bundle: Path) -> str:
         return "invalid"
     if expected is None:
         return "absent"
-    digest = hashlib.sha256()
-    with open(bundle, "rb") as fh:
-        while chunk := fh.read(HASH_CHUNK):
-            digest.update(chunk)
-    return "match" if digest.hexdigest() == expected else "mismatch"
+    return "match" if hash_file(bundle) == expected else "mismatch"
 
 
 def list_repository(

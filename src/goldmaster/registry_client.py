@@ -474,7 +474,7 @@ class RegistryClient:
         """
         size = path.stat().st_size
         if expected_sha256 and self.blob_exists(f"sha256:{expected_sha256}", size):
-            actual = _hash_file(path, progress)
+            actual = hash_file(path, progress)
             _check_expected(path, expected_sha256, actual)
             return Descriptor(media_type, f"sha256:{actual}", size)
         upload = ChunkedUpload(self, path, chunk_size, progress)
@@ -700,7 +700,8 @@ def _range_end(value: str | None) -> int:
     return int(match.group(1)) + 1
 
 
-def _hash_file(path: Path, progress: ProgressFn | None) -> str:
+def hash_file(path: Path, progress: ProgressFn | None = None) -> str:
+    """Return the sha256 hex digest of a file, read in chunks."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         while data := fh.read(DEFAULT_CHUNK_SIZE):
