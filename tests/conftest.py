@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["registry_fixtures"]
+
 FAKES = Path(__file__).parent / "fakes"
 SCENARIOS = FAKES / "scenarios"
 
