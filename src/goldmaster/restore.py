@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .archive import Member
+from .environment import restore_environment
 from .errors import DestinationError, UnsafeMemberError
 from .progress import Reporter
 from .verify import BundleWalk, Sink, read_manifest
@@ -27,6 +28,9 @@ class RestoreOptions:
 
     force: bool = False
     keep_partial: bool = False
+    env: bool = True
+    python: str | None = None
+    offline: bool | None = None
 
 
 @dataclass
@@ -220,3 +224,10 @@ def _discard(staging: Path, created: Path | None, keep: bool) -> None:
 
 def _later_stages(result: RestoreResult, options: RestoreOptions, reporter: Reporter) -> None:
     """Run what follows extraction: environment, host comparison, image, checks."""
+    if options.env and result.manifest.get("environment"):
+        reporter.step("rebuilding the Python environment")
+        stage = restore_environment(
+            result.dest, result.manifest, python=options.python, offline=options.offline
+        )
+        result.stages["environment"] = stage
+        result.notices.extend(stage["notices"])
