@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 import yaml
+from click.testing import CliRunner
 
 from envkit import (
     IndexServer,
@@ -36,10 +37,16 @@ from envkit import (
     pip,
     run,
 )
-from click.testing import CliRunner
-
 from goldmaster.cli import cli
-from goldmaster.env_indexes import auth_env_name
+from goldmaster.env_indexes import (
+    auth_env_name,
+    effective_indexes,
+    pip_sources,
+    requirement_file_sources,
+    restore_url,
+)
+from goldmaster.env_lockfiles import find_lockfiles
+from goldmaster.env_probe import find_target_python
 from goldmaster.environment import capture_environment, restore_environment
 from goldmaster.errors import EnvironmentCaptureError
 from goldmaster.parts import Section
@@ -429,7 +436,7 @@ def test_restore_online_uses_auth_from_environment(
     restored = dest / ".venv" / "bin" / "python"
     assert import_values(restored, MODULES) == world.values_before
     assert [d for d in result["differences"] if d["field"] != "origin"] == []
-    # code/ stands in for the code section here, which is not this module's output.
+    # code/ replaces the code section here, which is not this module's output.
     for path in dest.rglob("*"):
         if path.is_file() and not path.is_relative_to(dest / "code"):
             data = path.read_bytes()
@@ -569,8 +576,10 @@ def test_capture_without_target_pip(
         capture_environment(
             python, None, wheels=True, strict=True, workdir=tmp_path / "strict"
         )
+    # A relative work folder must work although pip runs in other folders.
+    monkeypatch.chdir(tmp_path)
     section = capture_environment(
-        python, None, wheels=True, strict=False, workdir=tmp_path / "w"
+        python, None, wheels=True, strict=False, workdir=Path("relative-work")
     )
 
     dists = _dists(section)
@@ -816,3 +825,132 @@ def test_cli_bundle_code_folder_holds_no_secret(
     plain = runner.invoke(cli, ["restore", "--no-env", str(bundle), str(extracted)])
     assert plain.exit_code == 0, plain.output
     _scan_tree_for_secrets(extracted / "code")
+
+
+def test_pip_sources_follow_pip_precedence(tmp_path: Path) -> None:
+    prefix = tmp_path / "venv"
+    prefix.mkdir()
+    (prefix / "pip.conf").write_text(
+        "[global]\nindex-url = https://site.example.invalid/simple\n"
+        "[install]\nextra-index-url =\n  https://u:p1@a.example.invalid/simple\n"
+        "  https://b.example.invalid/simple\n"
+    )
+    env_file = tmp_path / "env.conf"
+    env_file.write_text("[global]\nfind-links = /wheels\n")
+    environ = {
+        "HOME": str(tmp_path / "home"),
+        "XDG_CONFIG_DIRS": str(tmp_path / "none"),
+    }
+
+    sources, effective = pip_sources(
+        str(prefix), dict(environ, PIP_CONFIG_FILE=str(env_file))
+    )
+    summary = effective_indexes(effective)
+    assert summary["index_url"] == "https://site.example.invalid/simple"
+    assert summary["extra_index_urls"] == [
+        "https://REDACTED@a.example.invalid/simple",
+        "https://b.example.invalid/simple",
+    ]
+    assert summary["find_links"] == ["/wheels"]
+    assert [(s["scope"], s["option"]) for s in sources] == [
+        ("site", "index-url"),
+        ("site", "extra-index-url"),
+        ("site", "extra-index-url"),
+        ("env", "find-links"),
+    ]
+
+    overridden = dict(environ, PIP_INDEX_URL="https://t:p2@env.example.invalid/simple")
+    _, effective = pip_sources(str(prefix), overridden)
+    assert (
+        effective_indexes(effective)["index_url"]
+        == "https://REDACTED@env.example.invalid/simple"
+    )
+    assert pip_sources(str(prefix), dict(environ, PIP_CONFIG_FILE=os.devnull))[0] == []
+
+
+def test_requirement_file_sources_read_every_spelling(tmp_path: Path) -> None:
+    path = tmp_path / "requirements.txt"
+    path.write_text(
+        "-i https://u:p@one.example.invalid/simple\n"
+        "--extra-index-url=https://two.example.invalid/simple\n"
+        "--find-links https://three.example.invalid/wheels  # comment\n"
+        "--no-index\n"
+        "numpy==2.0 --hash=sha256:00\n"
+    )
+    sources = requirement_file_sources(path, "requirements.txt")
+    assert [(s["option"], s.get("url", s.get("value"))) for s in sources] == [
+        ("index-url", "https://REDACTED@one.example.invalid/simple"),
+        ("extra-index-url", "https://two.example.invalid/simple"),
+        ("find-links", "https://three.example.invalid/wheels"),
+        ("no-index", "true"),
+    ]
+
+
+def test_restore_url_fills_credentials_from_environment() -> None:
+    recorded = "https://REDACTED@idx.example.invalid:8443/simple"
+    variable = auth_env_name(recorded)
+    assert variable == "GOLDMASTER_INDEX_AUTH_IDX_EXAMPLE_INVALID_8443"
+    assert restore_url(recorded, {}) == (
+        "https://idx.example.invalid:8443/simple",
+        variable,
+    )
+    filled, unset = restore_url(recorded, {variable: "me:p@ss/word"})
+    assert filled == "https://me:p%40ss%2Fword@idx.example.invalid:8443/simple"
+    assert unset is None
+    assert restore_url("https://plain.example.invalid/simple", {}) == (
+        "https://plain.example.invalid/simple",
+        None,
+    )
+
+
+def test_find_lockfiles_skips_venvs_and_hidden(tmp_path: Path) -> None:
+    for name in (
+        "requirements-dev.txt",
+        "uv.lock",
+        "sub/poetry.lock",
+        "requirements/base.in",
+    ):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x\n")
+    (tmp_path / "venv").mkdir()
+    (tmp_path / "venv" / "pyvenv.cfg").write_text("home = /usr\n")
+    (tmp_path / "venv" / "requirements.txt").write_text("x\n")
+    (tmp_path / ".tox").mkdir()
+    (tmp_path / ".tox" / "requirements.txt").write_text("x\n")
+    (tmp_path / "notes.txt").write_text("x\n")
+    expected = [
+        "requirements/base.in",
+        "requirements-dev.txt",
+        "sub/poetry.lock",
+        "uv.lock",
+    ]
+    found = [path.relative_to(tmp_path).as_posix() for path in find_lockfiles(tmp_path)]
+    assert found == expected
+
+    (tmp_path / "restored" / "code").mkdir(parents=True)
+    (tmp_path / "restored" / "code" / "pyproject.toml").write_text("x\n")
+    (tmp_path / ".gitignore").write_text("restored/\n")
+    commit_all(tmp_path)
+    (tmp_path / "environment.yml").write_text("name: x\n")
+    found = [path.relative_to(tmp_path).as_posix() for path in find_lockfiles(tmp_path)]
+    assert found == ["environment.yml", *expected]
+
+
+def test_find_target_python_order(tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").write_text("")
+    conda = tmp_path / "conda"
+    (conda / "bin").mkdir(parents=True)
+    (conda / "bin" / "python").write_text("")
+    environ = {"VIRTUAL_ENV": str(venv), "CONDA_PREFIX": str(conda), "PATH": ""}
+    assert find_target_python(None, environ) == venv / "bin" / "python"
+    assert (
+        find_target_python(None, dict(environ, VIRTUAL_ENV=""))
+        == conda / "bin" / "python"
+    )
+    assert find_target_python(conda, environ) == conda / "bin" / "python"
+    with pytest.raises(EnvironmentCaptureError, match="no Python interpreter found"):
+        find_target_python(None, {"PATH": str(tmp_path / "empty")})
+    with pytest.raises(EnvironmentCaptureError, match="Python interpreter not found"):
+        find_target_python(tmp_path / "missing" / "python", environ)

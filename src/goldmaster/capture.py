@@ -112,7 +112,7 @@ def _early_sections(
 ) -> list[Section]:
     """Run the probes whose results are known before the body is written.
 
-    ``workdir`` holds files that probes make, such as vendored wheels, until
+    ``workdir`` keeps files that probes make, such as vendored wheels, until
     the bundle is written.
     """
     sections = []

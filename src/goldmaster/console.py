@@ -35,7 +35,9 @@ def make_console(stream: Any = None) -> Console:
 class ConsoleReporter(Reporter):
     """Draws a byte progress bar on a terminal and writes step lines otherwise."""
 
-    def __init__(self, console: Console, quiet: bool = False, verbose: bool = False) -> None:
+    def __init__(
+        self, console: Console, quiet: bool = False, verbose: bool = False
+    ) -> None:
         self.console = console
         self.quiet = quiet
         self.verbose = verbose
@@ -90,7 +92,9 @@ def human_bytes(count: int | float | None) -> str:
 
 
 def _kv_table(title: str, rows: list[tuple[str, Any]]) -> Table:
-    table = Table(title=title, title_justify="left", show_header=False, box=None, pad_edge=False)
+    table = Table(
+        title=title, title_justify="left", show_header=False, box=None, pad_edge=False
+    )
     table.add_column(style="bold", no_wrap=True)
     table.add_column()
     for key, value in rows:
@@ -121,7 +125,10 @@ def render_manifest(console: Console, manifest: dict[str, Any]) -> None:
                 ("format", model.get("format")),
                 ("files", model.get("files")),
                 ("size", human_bytes(model.get("bytes"))),
-                ("parameters", f"{model['parameters']:,}" if "parameters" in model else None),
+                (
+                    "parameters",
+                    f"{model['parameters']:,}" if "parameters" in model else None,
+                ),
                 ("dtypes", _inline(model.get("dtypes"))),
                 ("huggingface", _inline(model.get("huggingface"))),
             ],
@@ -173,31 +180,48 @@ def _render_environment(console: Console, env: dict[str, Any] | None) -> None:
         return
     interpreter = env.get("interpreter", {})
     dists = env.get("distributions", [])
+
     kinds: dict[str, int] = {}
     for dist in dists:
         kind = dist["origin"]["kind"]
         kinds[kind] = kinds.get(kind, 0) + 1
+
     wheels = env.get("wheels", {})
     vendored = None
     if wheels.get("vendored"):
-        vendored = f"{wheels.get('count')} files, {len(wheels.get('missing', []))} missing"
+        vendored = (
+            f"{wheels.get('count')} files, {len(wheels.get('missing', []))} missing"
+        )
     effective = env.get("index", {}).get("effective", {})
     conda = env.get("conda") or {}
+
     console.print()
     console.print(
         _kv_table(
             "Python environment",
             [
-                ("python", f"{interpreter.get('implementation')} {interpreter.get('version')}"),
+                (
+                    "python",
+                    f"{interpreter.get('implementation')} {interpreter.get('version')}",
+                ),
                 ("platform", interpreter.get("platform")),
                 ("kind", env.get("kind")),
-                ("distributions", f"{len(dists)} ({_inline(dict(sorted(kinds.items())))})"),
+                (
+                    "distributions",
+                    f"{len(dists)} ({_inline(dict(sorted(kinds.items())))})",
+                ),
                 ("index", effective.get("index_url")),
                 ("extra indexes", _inline(effective.get("extra_index_urls"))),
                 ("wheels", vendored),
                 ("conda packages", len(conda.get("packages", [])) if conda else None),
-                ("lockfiles", _inline([item["path"] for item in env.get("lockfiles", [])])),
-                ("external code", _inline([item["path"] for item in env.get("external_code", [])])),
+                (
+                    "lockfiles",
+                    _inline([item["path"] for item in env.get("lockfiles", [])]),
+                ),
+                (
+                    "external code",
+                    _inline([item["path"] for item in env.get("external_code", [])]),
+                ),
             ],
         )
     )
@@ -211,14 +235,20 @@ def _render_local_origins(console: Console, dists: list[dict[str, Any]]) -> None
         origin = dist["origin"]
         if origin["kind"] in ("index", "unknown", "conda"):
             continue
-        source = origin.get("requirement_url") or origin.get("url") or origin.get("path")
-        rows.append((f"{dist['name']} {dist['version']}", f"{origin['kind']}: {source}"))
+        source = (
+            origin.get("requirement_url") or origin.get("url") or origin.get("path")
+        )
+        rows.append(
+            (f"{dist['name']} {dist['version']}", f"{origin['kind']}: {source}")
+        )
     if rows:
         console.print()
         console.print(_kv_table("Distributions not from an index", rows))
 
 
-def _render_mapping(console: Console, title: str, mapping: dict[str, Any] | None) -> None:
+def _render_mapping(
+    console: Console, title: str, mapping: dict[str, Any] | None
+) -> None:
     if mapping:
         console.print()
         console.print(_kv_table(title, list(mapping.items())))

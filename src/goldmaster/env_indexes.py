@@ -263,7 +263,7 @@ def effective_indexes(effective: Mapping[str, str]) -> dict[str, Any]:
 def restore_url(url: str, environ: Mapping[str, str]) -> tuple[str, str | None]:
     """Put credentials from the environment back into a recorded URL.
 
-    The variable holds ``USER:PASSWORD`` or a bare token, not percent-encoded.
+    The variable contains ``USER:PASSWORD`` or a bare token, not percent-encoded.
     Returns the URL to use and, when the URL needs credentials that the
     environment does not supply, the name of the variable to set.
     """

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -52,18 +53,53 @@ def _skip_dir(path: Path) -> bool:
 def find_lockfiles(code_dir: Path) -> list[Path]:
     """Return lock and requirements files under ``code_dir``, sorted.
 
-    The search goes at most four folders deep and skips hidden folders,
-    virtual environments and conda prefixes, whose own files describe
-    other projects.
+    In a git work tree only tracked and unignored files count, so build
+    output and earlier restores stay out. The search goes at most four
+    folders deep and skips hidden folders, virtual environments and conda
+    prefixes, whose own files describe other projects.
     """
+    listed = _git_listed(code_dir)
+    if listed is None:
+        return _walk(code_dir)
+    found = []
+    for name in listed:
+        path = code_dir / name
+        folders = Path(name).parts[:-1]
+        if len(folders) > MAX_DEPTH or not path.is_file() or not _is_lockfile(path):
+            continue
+        parents = [code_dir.joinpath(*folders[: i + 1]) for i in range(len(folders))]
+        if not any(_skip_dir(parent) for parent in parents):
+            found.append(path)
+    return sorted(found)
+
+
+def _git_listed(code_dir: Path) -> list[str] | None:
+    """List the tracked and unignored files under ``code_dir``, or None outside git."""
+    command = ["git", "-C", str(code_dir), "ls-files", "-z", "--cached", "--others"]
+    try:
+        result = subprocess.run(
+            [*command, "--exclude-standard"],
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if result.returncode != 0:
+        return None
+    names = result.stdout.split(b"\0")
+    return sorted({name.decode("utf-8", "surrogateescape") for name in names if name})
+
+
+def _walk(code_dir: Path) -> list[Path]:
     found = []
     for root, dirs, files in os.walk(code_dir):
-        here = Path(root)
-        depth = len(here.relative_to(code_dir).parts)
+        folder = Path(root)
+        depth = len(folder.relative_to(code_dir).parts)
         dirs[:] = sorted(
-            name for name in dirs if depth < MAX_DEPTH and not _skip_dir(here / name)
+            name for name in dirs if depth < MAX_DEPTH and not _skip_dir(folder / name)
         )
-        found += [here / name for name in files if _is_lockfile(here / name)]
+        found += [folder / name for name in files if _is_lockfile(folder / name)]
     return sorted(found)
 
 

@@ -90,7 +90,7 @@ def _direct_origin(direct_url: dict[str, Any], code_dir: Path | None) -> dict[st
 def classify_origin(dist: dict[str, Any], code_dir: Path | None) -> dict[str, Any]:
     """Say where one installed distribution came from.
 
-    PEP 610's direct_url.json answers for URL, VCS, local folder and
+    PEP 610's direct_url.json records URL, VCS, local folder and
     editable installs, and a legacy ``.egg-link`` for ``setup.py develop``.
     Without either, pip and uv installed it from an index, and conda from
     its channel.

@@ -1,8 +1,8 @@
 """Rebuild a wheel from a distribution's installed files.
 
-pip lists every file it installed in the distribution's RECORD. When the
-source of an install is gone (a folder that was deleted after ``pip install
-.``, an index that no longer serves the file), those files are the only
+pip lists every file it installed in the distribution's RECORD. The source
+of an install can disappear: a folder deleted after ``pip install .``, or an
+index that no longer serves the file. Then the installed files are the only
 copy left, and packing them back into a wheel carries exactly what ran.
 """
 

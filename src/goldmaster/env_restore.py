@@ -188,8 +188,8 @@ def recorded_indexes(
     for source in env["index"]["sources"]:
         option = source.get("option")
         from_lockfile = source.get("source") not in ("pip.conf", "environment")
-        wanted = option in ("index-url", "extra-index-url") and from_lockfile
-        if wanted and source["url"] not in urls:
+        is_index = option in ("index-url", "extra-index-url")
+        if is_index and from_lockfile and source["url"] not in urls:
             urls.append(source["url"])
     resolved, unset = [], []
     for url in urls:
@@ -311,6 +311,7 @@ def restore_conda(dest: Path, env: Mapping[str, Any]) -> dict[str, Any]:
         "#!/bin/sh\nset -e\n" + shlex.join(command) + "\n", encoding="utf-8"
     )
     script.chmod(0o755)
+
     result: dict[str, Any] = {
         "command": shlex.join(command),
         "script": CONDA_SCRIPT,
@@ -352,6 +353,7 @@ def restore_environment(
     the interpreter, the install mode, notices and every difference between
     the restored and the captured distributions.
     """
+    dest = dest.resolve()
     env = manifest.get("environment")
     if not env:
         raise EnvironmentCaptureError(

@@ -140,10 +140,12 @@ class Vendorer:
             else:
                 path, reason = self._attempt(method, dist, origin)
             if path is not None:
-                kept = self._keep(path, method)
+                stored = self._keep(path, method)
                 if dist["key"] in self.changed_files:
-                    kept["changed_files"] = self.changed_files[dist["key"]]
-                result.files[dist["key"]] = kept
+                    stored["changed_files"] = self.changed_files[dist["key"]]
+                if reasons:
+                    stored["earlier_failures"] = reasons
+                result.files[dist["key"]] = stored
                 return
             reasons.append(reason)
         result.missing.append(

@@ -146,8 +146,9 @@ def _distribution_record(entry: dict[str, Any]) -> dict[str, Any]:
             "size": wheel["size"],
             "method": wheel["method"],
         }
-        if "changed_files" in wheel:
-            record["vendored"]["changed_files"] = wheel["changed_files"]
+        for key in ("changed_files", "earlier_failures"):
+            if key in wheel:
+                record["vendored"][key] = wheel[key]
     return record
 
 
@@ -228,11 +229,12 @@ def capture_environment(
 
     ``code_dir`` is the folder whose files the bundle carries under code/;
     local installs inside it are referenced there instead of being vendored.
-    ``workdir`` holds vendored files until the bundle is written. Raises
+    ``workdir`` keeps vendored files until the bundle is written. Raises
     EnvironmentCaptureError when the interpreter cannot be probed, or when
     ``strict`` is set and a distribution could not be vendored.
     """
     environ = os.environ
+    workdir = workdir.resolve()
     target = find_target_python(python, environ)
     probe = run_probe(target)
     interpreter = probe["interpreter"]
@@ -266,9 +268,12 @@ def capture_environment(
     lock = lock_text(entries, wheels, _lock_header(indexes, wheels))
     probe_text = redact_text(json.dumps(probe, indent=2, sort_keys=True)) + "\n"
 
+    kind = "venv" if interpreter["is_venv"] else "system"
+    if conda:
+        kind = "conda"
     data = {
         "interpreter": {field: interpreter.get(field) for field in _INTERPRETER_FIELDS},
-        "kind": "conda" if conda else ("venv" if interpreter["is_venv"] else "system"),
+        "kind": kind,
         "sys_path": [redact_text(entry) for entry in probe["sys_path"]],
         "distributions": [_distribution_record(entry) for entry in entries],
         "shadowed": probe["shadowed"],

@@ -48,10 +48,11 @@ def environment_summary(stage: dict[str, Any]) -> str:
     if stage.get("python") is None:
         return f"environment not rebuilt; run {stage['conda']['script']} to create it"
     differences = stage["differences"]
-    lines = [
+    header = (
         f"environment: {stage['python']} (Python {stage['python_version']}, "
         f"installed {stage['mode']}), {len(differences)} differences from the capture"
-    ]
+    )
+    lines = [header]
     for item in differences:
         note = f" ({item['note']})" if item.get("note") else ""
         lines.append(
