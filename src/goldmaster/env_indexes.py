@@ -151,12 +151,12 @@ def pip_sources(prefix: str, environ: Mapping[str, str]) -> tuple[list, dict]:
                     where = {"source": "pip.conf", "path": str(path), "scope": scope}
                     sources.append(_url_entry(option, item, section=section, **where))
     for variable, option in sorted(_ENV_VARS.items()):
-        value = environ.get(variable)
-        if not value:
+        setting = environ.get(variable)
+        if not setting:
             continue
         if variable.startswith("PIP_"):
-            effective[option] = value
-        for item in _split_values(option, value):
+            effective[option] = setting
+        for item in _split_values(option, setting):
             sources.append(
                 _url_entry(option, item, source="environment", variable=variable)
             )

@@ -34,8 +34,8 @@ def find_target_python(python: Path | None, environ: Mapping[str, str]) -> Path:
         candidate = venv_python(python) if python.is_dir() else python
         if not candidate.exists():
             raise EnvironmentCaptureError(
-                f"Python interpreter not found: {python}; pass an interpreter or an "
-                "environment folder to --python"
+                f"Python interpreter not found: {python}",
+                "pass an interpreter or an environment folder to --python",
             )
         return candidate
     for variable in ("VIRTUAL_ENV", "CONDA_PREFIX"):
@@ -48,8 +48,8 @@ def find_target_python(python: Path | None, environ: Mapping[str, str]) -> Path:
     )
     if found is None:
         raise EnvironmentCaptureError(
-            "no Python interpreter found: no active environment and no python3 on "
-            "PATH; pass the training interpreter with --python"
+            "no Python interpreter found: no active environment and no python3 on PATH",
+            "pass the training interpreter with --python",
         )
     return Path(found)
 
@@ -66,24 +66,24 @@ def run_probe(python: Path, timeout: float = PROBE_TIMEOUT_S) -> dict[str, Any]:
         )
     except subprocess.TimeoutExpired as exc:
         raise EnvironmentCaptureError(
-            f"the environment probe timed out after {timeout:.0f} s in {python}; "
-            "check that the interpreter starts"
+            f"the environment probe timed out after {timeout:.0f} s in {python}",
+            "check that the interpreter starts",
         ) from exc
     except OSError as exc:
         raise EnvironmentCaptureError(
-            f"could not run the Python interpreter {python}: {exc.strerror}; "
-            "pass a working interpreter with --python"
+            f"could not run the Python interpreter {python}: {exc.strerror}",
+            "pass a working interpreter with --python",
         ) from exc
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["no output"])[-1]
         raise EnvironmentCaptureError(
-            f"the environment probe failed in {python}: {redact_text(last)}; "
-            "check that it is Python 3.7 or later"
+            f"the environment probe failed in {python}: {redact_text(last)}",
+            "check that it is Python 3.7 or later",
         )
     try:
         return json.loads(result.stdout)
     except ValueError as exc:
         raise EnvironmentCaptureError(
-            f"the environment probe in {python} printed no valid JSON; check that "
-            "nothing in the interpreter's startup writes to stdout"
+            f"the environment probe in {python} printed no valid JSON",
+            "check that nothing in the interpreter's startup writes to stdout",
         ) from exc

@@ -75,13 +75,14 @@ def find_python(explicit: str | None, interpreter: Mapping[str, Any]) -> str:
         found = _interpreter_version(explicit)
         if found is None:
             raise EnvironmentCaptureError(
-                f"could not run the Python interpreter {explicit}; pass a working "
-                f"Python {needed} with --python"
+                f"could not run the Python interpreter {explicit}",
+                f"pass a working Python {needed} with --python",
             )
         if found != (needed, implementation):
             raise EnvironmentCaptureError(
-                f"{explicit} is {found[1]} {found[0]}, but the bundle needs {implementation} "
-                f"{needed}; pass a Python {needed} interpreter with --python"
+                f"{explicit} is {found[1]} {found[0]}, but the bundle needs "
+                f"{implementation} {needed}",
+                f"pass a Python {needed} interpreter with --python",
             )
         return explicit
     for candidate in _candidates(needed, interpreter):
@@ -89,8 +90,8 @@ def find_python(explicit: str | None, interpreter: Mapping[str, Any]) -> str:
             return candidate
     raise EnvironmentCaptureError(
         f"no Python {needed} interpreter found; the bundle was captured with "
-        f"{implementation} {interpreter.get('version', needed)}. Install Python {needed} "
-        "or pass one with --python"
+        f"{implementation} {interpreter.get('version', needed)}",
+        f"install Python {needed} or pass one with --python",
     )
 
 
@@ -98,7 +99,8 @@ def create_venv(python: str, venv: Path) -> Path:
     """Create a virtual environment with pip at ``venv`` and return its interpreter."""
     if venv.exists():
         raise EnvironmentCaptureError(
-            f"{venv} already exists; remove it or restore into a new destination"
+            f"{venv} already exists",
+            "remove it or restore into a new destination",
         )
     try:
         result = subprocess.run(
@@ -228,8 +230,8 @@ def _install_from_bundle(
         return ("mixed" if used_index else "offline"), notices
     if offline:
         raise EnvironmentCaptureError(
-            "the bundle has no vendored wheels, so it cannot be restored without an "
-            "index; restore without --no-index, or capture again with --wheels"
+            "the bundle has no vendored wheels, so it cannot be restored without an index",
+            "restore without --no-index, or capture again with --wheels",
         )
     urls, unset = recorded_indexes(env, os.environ)
     installer.secrets = [url for url in urls if "@" in url]
@@ -335,7 +337,8 @@ def restore_conda(dest: Path, env: Mapping[str, Any]) -> dict[str, Any]:
     if run.returncode != 0:
         last = (run.stderr.strip().splitlines() or ["no output"])[-1]
         raise EnvironmentCaptureError(
-            f"{tool} create failed: {redact_text(last)}; see {script}"
+            f"{tool} create failed: {redact_text(last)}",
+            f"fix the cause and run {script}",
         )
     result["ran"] = True
     result["prefix"] = str(prefix)
@@ -357,7 +360,8 @@ def restore_environment(
     env = manifest.get("environment")
     if not env:
         raise EnvironmentCaptureError(
-            "the bundle has no environment section; it was captured without one"
+            "the bundle has no environment section because it was captured with --no-env",
+            "restore with --no-env",
         )
     result: dict[str, Any] = {"notices": [], "conda": None}
     if env.get("conda"):

@@ -133,8 +133,9 @@ class Vendorer:
         return result
 
     def _vendor_one(self, dist, origin, prefetched, result: Vendored) -> None:
-        reasons = []
+        reasons: list[str] = []
         for method in self._methods(origin):
+            reason: str | None
             if method == "download" and dist["key"] in prefetched:
                 path, reason = prefetched[dist["key"]], None
             else:
@@ -147,7 +148,7 @@ class Vendorer:
                     stored["earlier_failures"] = reasons
                 result.files[dist["key"]] = stored
                 return
-            reasons.append(reason)
+            reasons.append(reason or f"{method} failed")
         result.missing.append(
             {
                 "name": dist["name"],

@@ -252,8 +252,8 @@ def capture_environment(
             f"{item['name']}: {item['reason']}" for item in vendored.missing
         )
         raise EnvironmentCaptureError(
-            f"{len(vendored.missing)} distributions could not be vendored ({details}); "
-            "fix their sources or capture without --strict"
+            f"{len(vendored.missing)} distributions could not be vendored ({details})",
+            "fix their sources or capture without --strict",
         )
 
     sources, effective = pip_sources(interpreter["prefix"], environ)
