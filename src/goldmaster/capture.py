@@ -27,6 +27,7 @@ from .codebase import snapshot_code
 from .environment import capture_environment
 from .errors import InputError, UsageError
 from .fsutil import atomic_write_bytes, fsync_dir, temporary_path
+from .gpu import probe_system
 from .model import SourceFile, scan_model
 from .parts import Part, Section
 from .progress import Reporter
@@ -63,6 +64,9 @@ class CaptureOptions:
     threads: int = 0
     force: bool = False
     env: bool = True
+    # The training interpreter: its environment is captured and its CUDA
+    # libraries recorded. None uses the active environment for the former
+    # and goldmaster's own interpreter for the latter.
     python: Path | None = None
     wheels: bool = False
     strict: bool = False
@@ -115,7 +119,7 @@ def _early_sections(
     ``workdir`` keeps files that probes make, such as vendored wheels, until
     the bundle is written.
     """
-    sections = []
+    sections = [probe_system(options.python)]
     if options.env:
         sections.append(
             capture_environment(

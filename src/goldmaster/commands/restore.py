@@ -18,6 +18,7 @@ from .common import output_options
 @click.argument("dest", type=click.Path(path_type=Path))
 @click.option("--force", is_flag=True, help="Restore into a folder that is not empty, replacing what the bundle contains.")
 @click.option("--keep-partial", is_flag=True, help="On failure, keep what was extracted in a marked folder.")
+@click.option("--strict-host", is_flag=True, help="Exit with status 1 when this host cannot run what the bundle captured (a host finding of severity error).")
 @click.option("--env/--no-env", default=True, show_default=True, help="Rebuild the Python environment at DEST/.venv.")
 @click.option("--python", help="Interpreter for DEST/.venv; default: one of the captured major.minor version.")
 @click.option("--no-index", "no_index", is_flag=True, help="Install only from the bundle's vendored wheels, with no network.")
@@ -27,13 +28,12 @@ def restore_command(bundle: Path, dest: Path, as_json: bool, reporter: Reporter,
     options = RestoreOptions(
         force=kwargs["force"],
         keep_partial=kwargs["keep_partial"],
+        strict_host=kwargs["strict_host"],
         env=kwargs["env"],
         python=kwargs["python"],
         offline=True if kwargs["no_index"] else None,
     )
     result = restore(bundle, dest, options, reporter)
-    for notice in result.notices:
-        reporter.notice(notice)
     if as_json:
         print_json(result.to_json())
         return
