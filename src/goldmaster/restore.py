@@ -13,6 +13,7 @@ from typing import Any
 
 from .archive import Member
 from .doctor import compare_host, enforce
+from .environment import restore_environment
 from .errors import DestinationError, HostMismatchError, UnsafeMemberError
 from .gpu import probe_system
 from .progress import Reporter
@@ -31,6 +32,9 @@ class RestoreOptions:
     keep_partial: bool = False
     # Fail (after extracting) when this host cannot run what the bundle captured.
     strict_host: bool = False
+    env: bool = True
+    python: str | None = None
+    offline: bool | None = None
 
 
 @dataclass
@@ -224,6 +228,15 @@ def _discard(staging: Path, created: Path | None, keep: bool) -> None:
 
 def _later_stages(result: RestoreResult, options: RestoreOptions, reporter: Reporter) -> None:
     """Run what follows extraction: environment, host comparison, image, checks."""
+    if options.env and result.manifest.get("environment"):
+        reporter.step("rebuilding the Python environment")
+        stage = restore_environment(
+            result.dest, result.manifest, python=options.python, offline=options.offline
+        )
+        result.stages["environment"] = stage
+        for notice in stage["notices"]:
+            result.notices.append(notice)
+            reporter.notice(notice)
     _compare_host(result, options, reporter)
 
 
