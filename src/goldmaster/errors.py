@@ -70,3 +70,13 @@ class SignatureError(GoldmasterError):
     """A signature is missing, malformed or does not match."""
 
     exit_code = EXIT_FAILED
+
+
+class SecretFoundError(GoldmasterError):
+    """A credential would be written into a bundle."""
+
+    exit_code = EXIT_FAILED
+
+
+class OutputError(GoldmasterError):
+    """An output file could not be written, for example on a full disk."""
