@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from bundle_craft import build, entry, file_member, TOP
+from bundle_craft import TOP, build, entry, file_member
 from goldmaster.capture import CaptureOptions, capture
 from goldmaster.errors import DestinationError, InputError, OutputError
-from goldmaster.fsutil import TEMP_MARK
+from goldmaster.fsutil import TEMP_MARK, deferred_signals
 from goldmaster.progress import Reporter
 from goldmaster.restore import STAGING_PREFIX, RestoreOptions, restore
 
@@ -56,9 +56,14 @@ def small_fs(tmp_path: Path) -> Iterator[Callable[[int], Path]]:
         mountpoint.mkdir()
         with open(image, "wb") as fh:
             fh.truncate(size_mib << 20)
-        subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", "-b", "4096", str(image)], check=True)
+        subprocess.run(
+            ["mkfs.ext4", "-q", "-F", "-m", "0", "-b", "4096", str(image)], check=True
+        )
         done = subprocess.run(
-            ["mount", "-o", "loop", str(image), str(mountpoint)], capture_output=True, text=True
+            ["mount", "-o", "loop", str(image), str(mountpoint)],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if done.returncode != 0:
             _unavailable(done.stderr.strip())
@@ -69,7 +74,10 @@ def small_fs(tmp_path: Path) -> Iterator[Callable[[int], Path]]:
     for mountpoint in mounted:
         if not os.path.ismount(mountpoint):
             continue
-        if subprocess.run(["umount", str(mountpoint)], capture_output=True).returncode != 0:
+        unmounted = subprocess.run(
+            ["umount", str(mountpoint)], capture_output=True, check=False
+        )
+        if unmounted.returncode != 0:
             subprocess.run(["umount", "-l", str(mountpoint)], check=True)
 
 
@@ -125,7 +133,7 @@ def leftovers(folder: Path) -> list[str]:
 def earlier_bundle(tmp_path: Path, output: Path) -> dict[str, bytes]:
     """Capture a first bundle, copy it into ``output`` and return its files' bytes.
 
-    It is captured elsewhere because capture asks for 64 MB of free space
+    It is captured elsewhere because capture requires 64 MB of free space
     more than its input, which the small file systems here do not have.
     """
     model = random_model(tmp_path / "earlier-model", 4096)
@@ -163,6 +171,7 @@ def test_capture_checks_free_space_first(tmp_path: Path, small_fs: Callable) -> 
         ],
         capture_output=True,
         text=True,
+        check=False,
     )  # fmt: skip
 
     assert done.returncode == 2, done.stderr
@@ -192,7 +201,9 @@ def test_capture_full_disk_midway(tmp_path: Path, small_fs: Callable) -> None:
 
     assert reporter.filled
     assert raised.value.exit_code == 2
-    assert raised.value.message.startswith(f"no space left in {output} while writing {BUNDLE_NAME}")
+    assert raised.value.message.startswith(
+        f"no space left in {output} while writing {BUNDLE_NAME}"
+    )
     assert isinstance(raised.value.__cause__, OSError)
     assert raised.value.__cause__.errno == errno.ENOSPC
     assert snapshot(output) == before
@@ -202,7 +213,10 @@ def test_capture_full_disk_midway(tmp_path: Path, small_fs: Callable) -> None:
 def _restore_bundle(path: Path, size: int) -> Path:
     data = os.urandom(size)
     code = b"print(1)\n"
-    body = [file_member(f"{TOP}/code/a.py", code), file_member(f"{TOP}/weights/big.bin", data)]
+    body = [
+        file_member(f"{TOP}/code/a.py", code),
+        file_member(f"{TOP}/weights/big.bin", data),
+    ]
     return build(path, body, [entry("code/a.py", code), entry("weights/big.bin", data)])
 
 
@@ -218,7 +232,9 @@ def test_restore_checks_free_space_first(tmp_path: Path, small_fs: Callable) -> 
 
 
 @pytest.mark.parametrize("keep_partial", [False, True])
-def test_restore_full_disk_midway(tmp_path: Path, small_fs: Callable, keep_partial: bool) -> None:
+def test_restore_full_disk_midway(
+    tmp_path: Path, small_fs: Callable, keep_partial: bool
+) -> None:
     mount = small_fs(64)
     bundle = _restore_bundle(tmp_path / "b.gm.tar.zst", 16 << 20)
     dest = mount / "dest"
@@ -228,10 +244,15 @@ def test_restore_full_disk_midway(tmp_path: Path, small_fs: Callable, keep_parti
         restore(bundle, dest, RestoreOptions(keep_partial=keep_partial), reporter)
 
     assert reporter.filled
-    assert raised.value.message == "no space left on the device while writing weights/big.bin"
+    assert (
+        raised.value.message
+        == "no space left on the device while writing weights/big.bin"
+    )
     if keep_partial:
         assert sorted(p.name for p in dest.iterdir()) == [".goldmaster-partial"]
-        assert (dest / ".goldmaster-partial" / "code" / "a.py").read_bytes() == b"print(1)\n"
+        assert (
+            dest / ".goldmaster-partial" / "code" / "a.py"
+        ).read_bytes() == b"print(1)\n"
     else:
         assert not dest.exists()
     assert not any(p.name.startswith(STAGING_PREFIX) for p in mount.rglob("*"))
@@ -245,9 +266,14 @@ def _corrupt_second_extent_leaf(image: Path, name: str) -> None:
     """Overwrite the second extent-tree leaf of ``name`` in an unmounted ext4
     image, so that reading the file fails with EIO past its first quarter."""
     listing = subprocess.run(
-        ["debugfs", "-R", f"ex /{name}", str(image)], capture_output=True, text=True, check=True
+        ["debugfs", "-R", f"ex /{name}", str(image)],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
-    leaves = [line.split() for line in listing.splitlines() if line.split()[:1] == ["0/"]]
+    leaves = [
+        line.split() for line in listing.splitlines() if line.split()[:1] == ["0/"]
+    ]
     if len(leaves) < 2:
         pytest.fail(f"expected an extent tree with several leaves:\n{listing}")
     block = int(leaves[1][7])
@@ -268,7 +294,9 @@ def test_capture_read_error_midfile(tmp_path: Path, small_fs: Callable) -> None:
     os.close(fd)
     subprocess.run(["umount", str(model)], check=True)
     _corrupt_second_extent_leaf(tmp_path / "model.img", "model.bin")
-    subprocess.run(["mount", "-o", "loop", str(tmp_path / "model.img"), str(model)], check=True)
+    subprocess.run(
+        ["mount", "-o", "loop", str(tmp_path / "model.img"), str(model)], check=True
+    )
     output = tmp_path / "out"
     before = earlier_bundle(tmp_path, output)
 
@@ -279,10 +307,13 @@ def test_capture_read_error_midfile(tmp_path: Path, small_fs: Callable) -> None:
         ],
         capture_output=True,
         text=True,
+        check=False,
     )  # fmt: skip
 
     assert done.returncode == 2, done.stderr
-    assert f"Error: read error in {model / 'model.bin'}: Input/output error" in done.stderr
+    assert (
+        f"Error: read error in {model / 'model.bin'}: Input/output error" in done.stderr
+    )
     assert "Traceback" not in done.stderr
     assert snapshot(output) == before
     assert leftovers(output) == []
@@ -335,7 +366,9 @@ def fifo_writer(path: Path, timeout: float = 30) -> Iterator[int]:
         os.close(fd)
 
 
-def _capture_process(tmp_path: Path, model: Path, output: Path, *extra: str) -> subprocess.Popen:
+def _capture_process(
+    tmp_path: Path, model: Path, output: Path, *extra: str
+) -> subprocess.Popen:
     return subprocess.Popen(
         [
             str(GOLDMASTER), "capture", str(model), "--code", str(code_folder(tmp_path)),
@@ -359,7 +392,9 @@ def _wait_for_temp_file(output: Path, process: subprocess.Popen, min_size: int) 
     pytest.fail("no growing temporary bundle file appeared")
 
 
-def _interrupt_while_scanning(tmp_path: Path, output: Path, signum: int) -> subprocess.Popen:
+def _interrupt_while_scanning(
+    tmp_path: Path, output: Path, signum: int
+) -> subprocess.Popen:
     """The model's safetensors file is a FIFO: capture blocks reading its header."""
     model = random_model(tmp_path / "model", 4096)
     os.mkfifo(model / "model.safetensors")
@@ -371,7 +406,9 @@ def _interrupt_while_scanning(tmp_path: Path, output: Path, signum: int) -> subp
     return process
 
 
-def _interrupt_while_reading_params(tmp_path: Path, output: Path, signum: int) -> subprocess.Popen:
+def _interrupt_while_reading_params(
+    tmp_path: Path, output: Path, signum: int
+) -> subprocess.Popen:
     """--params-file is a FIFO: capture blocks reading it after the code snapshot."""
     model = random_model(tmp_path / "model", 4096)
     params = tmp_path / "params.fifo"
@@ -384,22 +421,34 @@ def _interrupt_while_reading_params(tmp_path: Path, output: Path, signum: int) -
     return process
 
 
-def _interrupt_while_compressing(tmp_path: Path, output: Path, signum: int) -> subprocess.Popen:
+def _interrupt_while_compressing(
+    tmp_path: Path, output: Path, signum: int
+) -> subprocess.Popen:
     """A slow compression level keeps capture in the body for seconds."""
     model = random_model(tmp_path / "model", 48 << 20)
-    process = _capture_process(tmp_path, model, output, "--level", "19", "--threads", "1")
+    process = _capture_process(
+        tmp_path, model, output, "--level", "19", "--threads", "1"
+    )
     _wait_for_temp_file(output, process, 1 << 20)
     process.send_signal(signum)
     process.wait(timeout=60)
     return process
 
 
-PHASES = [_interrupt_while_scanning, _interrupt_while_reading_params, _interrupt_while_compressing]
+PHASES = [
+    _interrupt_while_scanning,
+    _interrupt_while_reading_params,
+    _interrupt_while_compressing,
+]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-@pytest.mark.parametrize("phase", PHASES, ids=lambda p: p.__name__.removeprefix("_interrupt_"))
+@pytest.mark.parametrize(
+    "signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"]
+)
+@pytest.mark.parametrize(
+    "phase", PHASES, ids=lambda p: p.__name__.removeprefix("_interrupt_")
+)
 def test_capture_signal_leaves_earlier_bundle(
     tmp_path: Path, phase: Callable, signum: int
 ) -> None:
@@ -414,3 +463,16 @@ def test_capture_signal_leaves_earlier_bundle(
     assert "Traceback" not in stderr
     assert snapshot(output) == before
     assert leftovers(output) == []
+
+
+def test_deferred_signals_delivers_after_block() -> None:
+    steps = []
+
+    with pytest.raises(KeyboardInterrupt):
+        with deferred_signals():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            steps.append("renamed both")
+
+    assert steps == ["renamed both"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -128,7 +128,9 @@ def apply(data: bytes, changes: list[tuple[int, int]]) -> bytes:
 
 @FUZZ
 @given(changes=edits)
-def test_fuzz_corrupted_bundle_file(real_bundle: bytes, changes: list[tuple[int, int]]) -> None:
+def test_fuzz_corrupted_bundle_file(
+    real_bundle: bytes, changes: list[tuple[int, int]]
+) -> None:
     run_all(apply(real_bundle, changes))
 
 
@@ -140,7 +142,9 @@ def test_fuzz_truncated_bundle_file(real_bundle: bytes, cut: int) -> None:
 
 @FUZZ
 @given(changes=edits)
-def test_fuzz_corrupted_tar_stream(plain_tar: bytes, changes: list[tuple[int, int]]) -> None:
+def test_fuzz_corrupted_tar_stream(
+    plain_tar: bytes, changes: list[tuple[int, int]]
+) -> None:
     """Corrupt the tar bytes before compression, so the zstd layer is valid and
     every error comes from the tar and manifest checks."""
     run_all(zstandard.ZstdCompressor().compress(apply(plain_tar, changes)))
@@ -149,7 +153,9 @@ def test_fuzz_corrupted_tar_stream(plain_tar: bytes, changes: list[tuple[int, in
 @FUZZ
 @given(cut=st.integers(min_value=0), extra=st.binary(max_size=1024))
 def test_fuzz_truncated_tar_stream(plain_tar: bytes, cut: int, extra: bytes) -> None:
-    run_all(zstandard.ZstdCompressor().compress(plain_tar[: cut % len(plain_tar)] + extra))
+    run_all(
+        zstandard.ZstdCompressor().compress(plain_tar[: cut % len(plain_tar)] + extra)
+    )
 
 
 TYPES = [
@@ -233,7 +239,9 @@ pax_records = st.dictionaries(
         st.text(min_size=1, max_size=12).filter(lambda k: "=" not in k),
     ),
     st.one_of(
-        st.sampled_from([f"{TOP}/weights/model.bin", "../x", "0", "99999999999999", "-1"]),
+        st.sampled_from(
+            [f"{TOP}/weights/model.bin", "../x", "0", "99999999999999", "-1"]
+        ),
         st.text(max_size=40),
     ),
     max_size=3,
@@ -247,7 +255,9 @@ pax_records = st.dictionaries(
     data=st.binary(max_size=2048),
     before=st.booleans(),
 )
-def test_fuzz_random_tar_header(head: bytes, pax: dict | None, data: bytes, before: bool) -> None:
+def test_fuzz_random_tar_header(
+    head: bytes, pax: dict | None, data: bytes, before: bool
+) -> None:
     """A valid manifest, then one random header with optional PAX records and
     data, placed before or after the valid members."""
     body, files = valid_files()
@@ -259,7 +269,7 @@ def test_fuzz_random_tar_header(head: bytes, pax: dict | None, data: bytes, befo
 @FUZZ
 @given(blocks=st.lists(st.binary(min_size=512, max_size=512), min_size=1, max_size=4))
 def test_fuzz_random_blocks_after_manifest(blocks: list[bytes]) -> None:
-    body, files = valid_files()
+    _, files = valid_files()
     raw = tar_stream([], files)[: -len(END)]
     raw = raw[: raw.rindex(f"{TOP}/SHA256SUMS".encode())]
     run_all(zstandard.ZstdCompressor().compress(raw + b"".join(blocks) + END))

@@ -89,13 +89,21 @@ def dotdot(area: Area) -> tuple[list[bytes], list[dict], str]:
 def dotdot_deep(area: Area) -> tuple[list[bytes], list[dict], str]:
     body, files = _valid()
     name = f"{TOP}/weights/../../sibling/pwned"
-    return body + [file_member(name, b"x")], files + [entry("../sibling/pwned", b"x")], name
+    return (
+        body + [file_member(name, b"x")],
+        files + [entry("../sibling/pwned", b"x")],
+        name,
+    )
 
 
 def symlink(area: Area) -> tuple[list[bytes], list[dict], str]:
     body, files = _valid()
     name = f"{TOP}/weights/link"
-    return body + [header(name, kind=tarfile.SYMTYPE, linkname="../../sibling")], files, name
+    return (
+        body + [header(name, kind=tarfile.SYMTYPE, linkname="../../sibling")],
+        files,
+        name,
+    )
 
 
 def symlink_chain(area: Area) -> tuple[list[bytes], list[dict], str]:
@@ -128,7 +136,9 @@ def hardlink_absolute(area: Area) -> tuple[list[bytes], list[dict], str]:
 def hardlink_dotdot(area: Area) -> tuple[list[bytes], list[dict], str]:
     body, files = _valid()
     name = f"{TOP}/weights/hard"
-    body.append(header(name, kind=tarfile.LNKTYPE, linkname=f"{TOP}/../sibling/keep.txt"))
+    body.append(
+        header(name, kind=tarfile.LNKTYPE, linkname=f"{TOP}/../sibling/keep.txt")
+    )
     return body, files + [entry("weights/hard", b"precious\n")], name
 
 
@@ -136,7 +146,9 @@ def hardlink_to_later(area: Area) -> tuple[list[bytes], list[dict], str]:
     body, files = _valid()
     data = b"later member\n"
     body += [
-        header(f"{TOP}/weights/hard", kind=tarfile.LNKTYPE, linkname=f"{TOP}/weights/later"),
+        header(
+            f"{TOP}/weights/hard", kind=tarfile.LNKTYPE, linkname=f"{TOP}/weights/later"
+        ),
         file_member(f"{TOP}/weights/later", data),
     ]
     files += [entry("weights/hard", data), entry("weights/later", data)]
@@ -154,7 +166,11 @@ def hardlink_then_file(area: Area) -> tuple[list[bytes], list[dict], str]:
     body, files = _valid()
     weights = next(f for f in files if f["path"] == "weights/model.bin")
     body += [
-        header(f"{TOP}/weights/d", kind=tarfile.LNKTYPE, linkname=f"{TOP}/weights/model.bin"),
+        header(
+            f"{TOP}/weights/d",
+            kind=tarfile.LNKTYPE,
+            linkname=f"{TOP}/weights/model.bin",
+        ),
         file_member(f"{TOP}/weights/d/pwned", b"x"),
     ]
     files += [dict(weights, path="weights/d"), entry("weights/d/pwned", b"x")]
@@ -191,7 +207,11 @@ def fifo(area: Area) -> tuple[list[bytes], list[dict], str]:
 
 def duplicate_name(area: Area) -> tuple[list[bytes], list[dict], str]:
     body, files = _valid()
-    return body + [file_member(f"{TOP}/weights/model.bin", b"other")], files, "weights/model.bin"
+    return (
+        body + [file_member(f"{TOP}/weights/model.bin", b"other")],
+        files,
+        "weights/model.bin",
+    )
 
 
 def duplicate_as_folder(area: Area) -> tuple[list[bytes], list[dict], str]:
@@ -202,7 +222,11 @@ def duplicate_as_folder(area: Area) -> tuple[list[bytes], list[dict], str]:
 
 def duplicate_manifest(area: Area) -> tuple[list[bytes], list[dict], str]:
     body, files = _valid()
-    return body + [file_member(f"{TOP}/manifest.yaml", b"schema: x\n")], files, "manifest.yaml"
+    return (
+        body + [file_member(f"{TOP}/manifest.yaml", b"schema: x\n")],
+        files,
+        "manifest.yaml",
+    )
 
 
 def pax_size_larger(area: Area) -> tuple[list[bytes], list[dict], str]:
@@ -214,7 +238,7 @@ def pax_size_larger(area: Area) -> tuple[list[bytes], list[dict], str]:
 
 
 def pax_size_smuggles_member(area: Area) -> tuple[list[bytes], list[dict], str]:
-    """The ustar size covers a hidden member; the PAX size says 0, so a reader
+    """The ustar size covers a hidden member; the PAX size declares 0, so a reader
     that honours PAX would see the hidden member as a real one."""
     body, files = _valid()
     name = f"{TOP}/weights/cover"
@@ -230,13 +254,19 @@ def header_size_lie(area: Area) -> tuple[list[bytes], list[dict], str]:
     name = f"{TOP}/weights/long"
     data = b"ten bytes!"
     lie = header(name, 4096) + pad(data)
-    return body + [lie], files + [dict(entry("weights/long", data), size=4096)], "weights/long"
+    return (
+        body + [lie],
+        files + [dict(entry("weights/long", data), size=4096)],
+        "weights/long",
+    )
 
 
 def pax_path_differs(area: Area) -> tuple[list[bytes], list[dict], str]:
     body, files = _valid()
     data = b"renamed"
-    lie = header(f"{TOP}/weights/a", len(data), pax={"path": f"{TOP}/weights/b"}) + pad(data)
+    lie = header(f"{TOP}/weights/a", len(data), pax={"path": f"{TOP}/weights/b"}) + pad(
+        data
+    )
     return body + [lie], files + [entry("weights/b", data)], "weights/b"
 
 
@@ -271,7 +301,11 @@ def pax_linkpath_escapes(area: Area) -> tuple[list[bytes], list[dict], str]:
 def global_pax_path(area: Area) -> tuple[list[bytes], list[dict], str]:
     body, files = _valid()
     glob = pax_header({"path": f"{area.sibling}/pwned"}, kind=tarfile.XGLTYPE)
-    return [glob] + body, files, f"global PAX header '././@PaxHeader' after member '{TOP}/manifest.yaml'"
+    return (
+        [glob] + body,
+        files,
+        f"global PAX header '././@PaxHeader' after member '{TOP}/manifest.yaml'",
+    )
 
 
 def gnu_sparse_pax(area: Area) -> tuple[list[bytes], list[dict], str]:
@@ -283,7 +317,9 @@ def gnu_sparse_pax(area: Area) -> tuple[list[bytes], list[dict], str]:
 
 def gnu_long_name(area: Area) -> tuple[list[bytes], list[dict], str]:
     body, files = _valid()
-    long = header("././@LongLink", 20, kind=tarfile.GNUTYPE_LONGNAME) + pad(b"../../sibling/pwned\0")
+    long = header("././@LongLink", 20, kind=tarfile.GNUTYPE_LONGNAME) + pad(
+        b"../../sibling/pwned\0"
+    )
     message = f"'././@LongLink' after member '{TOP}/weights/model.bin'"
     return body + [long, file_member(f"{TOP}/weights/short", b"x")], files, message
 
@@ -329,7 +365,10 @@ HOSTILE: list[Case] = [
 
 def check_untouched(area: Area, before: dict[str, bytes | str]) -> None:
     assert tree(area.sibling) == before
-    assert sorted(p.name for p in area.root.iterdir()) == ["hostile.gm.tar.zst", "sibling"]
+    assert sorted(p.name for p in area.root.iterdir()) == [
+        "hostile.gm.tar.zst",
+        "sibling",
+    ]
     assert not Path("/pwned").exists()
 
 
@@ -439,7 +478,9 @@ def _bomb(path: Path, declared: int, actual: int) -> str:
     member whose tar header and zero-filled data are ``actual`` bytes."""
     body, files = valid_files()
     name = "weights/zeros"
-    files.append({"path": name, "size": declared, "sha256": hashlib.sha256(b"").hexdigest()})
+    files.append(
+        {"path": name, "size": declared, "sha256": hashlib.sha256(b"").hexdigest()}
+    )
     full = tar_stream(body, files)
     head, tail = full[: -len(END)], END
     sums_start = head.rindex(f"{TOP}/SHA256SUMS".encode()) - 0
@@ -494,7 +535,11 @@ def test_restore_stops_decompression_bomb(area: Area) -> None:
 
 def _fails_late(area: Area) -> None:
     body, files = valid_files()
-    build(area.bundle, body + [header(f"{TOP}/weights/pipe", kind=tarfile.FIFOTYPE)], files)
+    build(
+        area.bundle,
+        body + [header(f"{TOP}/weights/pipe", kind=tarfile.FIFOTYPE)],
+        files,
+    )
 
 
 def test_restore_failure_removes_written_files(area: Area) -> None:
@@ -553,7 +598,9 @@ def test_real_bundle_with_long_and_unicode_names_restores(tmp_path: Path) -> Non
     code = tmp_path / "code"
     code.mkdir()
     (code / "infer.py").write_text("print(1)\n")
-    options = CaptureOptions(model=model, output=tmp_path / "out", code=code, version="1")
+    options = CaptureOptions(
+        model=model, output=tmp_path / "out", code=code, version="1"
+    )
     bundle = capture(options).bundle
 
     report = verify(bundle)
@@ -562,4 +609,6 @@ def test_real_bundle_with_long_and_unicode_names_restores(tmp_path: Path) -> Non
     assert report.ok
     assert restored.files == 4
     assert (tmp_path / "dest" / "weights" / long_name).read_bytes() == b"long"
-    assert (tmp_path / "dest" / "weights" / "sub" / "größe-模型.bin").read_bytes() == b"unicode"
+    assert (
+        tmp_path / "dest" / "weights" / "sub" / "größe-模型.bin"
+    ).read_bytes() == b"unicode"

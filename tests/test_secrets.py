@@ -19,7 +19,9 @@ from goldmaster.secrets import CHUNK, check_capture, scan_bytes, scan_file, shou
 from goldmaster.verify import read_manifest
 
 
-def fake(prefix: str, length: int, alphabet: str = string.ascii_letters + string.digits) -> str:
+def fake(
+    prefix: str, length: int, alphabet: str = string.ascii_letters + string.digits
+) -> str:
     """A fake credential in the provider's format, made at run time so that no
     token-like literal sits in the repository."""
     rng = random.Random(prefix + str(length))
@@ -31,10 +33,15 @@ FAKES = {
     "AWS secret access key": "aws_secret_access_key = " + fake("", 40),
     "GitHub token": fake("ghp_", 36),
     "Hugging Face token": fake("hf_", 34, string.ascii_letters),
-    "OpenAI API key": fake("sk-proj-", 60, string.ascii_letters + "_-") + "T3Blbk" + "FJ" + fake("", 30),
+    "OpenAI API key": fake("sk-proj-", 60, string.ascii_letters + "_-")
+    + "T3Blbk"
+    + "FJ"
+    + fake("", 30),
     "Slack token": fake("xoxb-", 40, string.digits + "-"),
     "private key": "-----BEGIN OPENSSH " + "PRIVATE KEY-----\n" + fake("", 64) + "\n",
-    "password in a URL": "https://alice:" + fake("", 12) + "@git.example.invalid/org/repo.git",
+    "password in a URL": "https://alice:"
+    + fake("", 12)
+    + "@git.example.invalid/org/repo.git",
     "GitLab token": fake("glpat-", 20),
     "Google API key": fake("AIza", 35),
 }
@@ -121,12 +128,16 @@ def test_scan_file_reports_each_token_once(tmp_path: Path) -> None:
         ("image/image.tar", False),
     ],
 )
-def test_should_scan_selects_lockfiles_logs_and_probe_output(arcname: str, expected: bool) -> None:
+def test_should_scan_selects_lockfiles_logs_and_probe_output(
+    arcname: str, expected: bool
+) -> None:
     assert should_scan(arcname) is expected
 
 
 class _Member:
-    def __init__(self, arcname: str, data: bytes | None = None, source: Path | None = None):
+    def __init__(
+        self, arcname: str, data: bytes | None = None, source: Path | None = None
+    ):
         self.arcname = arcname
         self.data = data
         self.source = source
@@ -192,15 +203,19 @@ def planted(tmp_path: Path) -> dict[str, object]:
     repo.mkdir()
     git(repo, "init", "-q", "-b", "main")
     remote_password = fake("RemotePw", 10)
-    git(repo, "remote", "add", "origin", f"https://alice:{remote_password}@git.example.invalid/o/r.git")
+    remote = f"https://alice:{remote_password}@git.example.invalid/o/r.git"
+    git(repo, "remote", "add", "origin", remote)
+
     hf_token = FAKES["Hugging Face token"]
     key_body = fake("", 64)
+    key_header = "-----BEGIN OPENSSH " + "PRIVATE KEY-----"
     (repo / "train.py").write_text("print('train')\n")
     (repo / ".env").write_text(f"HF_TOKEN={hf_token}\n")
-    (repo / "id_rsa").write_text(f"-----BEGIN OPENSSH PRIVATE KEY-----\n{key_body}\n")
-    (repo / "deploy.pem").write_text(f"-----BEGIN RSA PRIVATE KEY-----\n{key_body}\n")
+    (repo / "id_rsa").write_text(f"{key_header}\n{key_body}\n")
+    (repo / "deploy.pem").write_text(f"{key_header}\n{key_body}\n")
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "init")
+
     model = tmp_path / "model"
     model.mkdir()
     (model / "model.bin").write_bytes(b"\0" * 4096)
@@ -226,8 +241,13 @@ def test_capture_keeps_planted_credentials_out(planted: dict) -> None:
         model=planted["model"],
         output=planted["out"],
         code=planted["repo"],
-        datasets=[f"https://bob:{dataset_password}@data.example.invalid/train.parquet?token={query_token}"],
-        params={"mirror": f"https://carol:{param_password}@mirror.example.invalid/simple", "lr": 0.1},
+        datasets=[
+            f"https://bob:{dataset_password}@data.example.invalid/train.parquet?token={query_token}"
+        ],
+        params={
+            "mirror": f"https://carol:{param_password}@mirror.example.invalid/simple",
+            "lr": 0.1,
+        },
     )
 
     result = capture(options)
@@ -239,11 +259,16 @@ def test_capture_keeps_planted_credentials_out(planted: dict) -> None:
         assert secret.encode() not in on_disk, secret
     manifest = read_manifest(result.bundle)
     assert manifest["code"]["left_out_secrets"] == [".env", "deploy.pem", "id_rsa"]
-    assert manifest["code"]["git"]["remote"]["url"] == "https://REDACTED@git.example.invalid/o/r.git"
+    assert (
+        manifest["code"]["git"]["remote"]["url"]
+        == "https://REDACTED@git.example.invalid/o/r.git"
+    )
     assert manifest["datasets"] == [
         "https://REDACTED@data.example.invalid/train.parquet?token=REDACTED"
     ]
-    assert manifest["params"]["mirror"] == "https://REDACTED@mirror.example.invalid/simple"
+    assert (
+        manifest["params"]["mirror"] == "https://REDACTED@mirror.example.invalid/simple"
+    )
     assert b"train.py" in raw
 
 
@@ -272,12 +297,16 @@ def test_capture_fails_on_token_in_uncommitted_diff(planted: dict) -> None:
     reach the bundle through git/uncommitted.diff."""
     token = FAKES["AWS access key id"]
     (planted["repo"] / ".env").write_text(f"AWS_ACCESS_KEY_ID={token}\n")
-    options = CaptureOptions(model=planted["model"], output=planted["out"], code=planted["repo"])
+    options = CaptureOptions(
+        model=planted["model"], output=planted["out"], code=planted["repo"]
+    )
 
     with pytest.raises(SecretFoundError) as raised:
         capture(options)
 
-    assert "AWS access key id (AKIA…) in git/uncommitted.diff line" in raised.value.message
+    assert (
+        "AWS access key id (AKIA…) in git/uncommitted.diff line" in raised.value.message
+    )
     assert list(planted["out"].iterdir()) == []
 
 
@@ -293,5 +322,8 @@ def test_capture_fails_on_password_in_lockfile(planted: dict) -> None:
     with pytest.raises(SecretFoundError) as raised:
         capture(options)
 
-    assert "password in a URL (https://…:…@) in code/requirements.txt line 1" in raised.value.message
+    assert (
+        "password in a URL (https://…:…@) in code/requirements.txt line 1"
+        in raised.value.message
+    )
     assert list(planted["out"].iterdir()) == []

@@ -484,7 +484,7 @@ def _pax_size(member: str, info: tarfile.TarInfo, pax: dict[str, str]) -> int:
 class TarStream:
     """A strict, streaming tar reader over a decompressed bundle.
 
-    Only regular files, hard links and directories are accepted; every other
+    Only regular files, hard links and directories are accepted. Every other
     type (symbolic links, devices, FIFOs, GNU long names, global PAX headers)
     is rejected with its name. PAX records must agree with the ustar fields
     they replace, so that every tar reader sees the same members.

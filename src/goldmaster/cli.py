@@ -7,7 +7,9 @@ import click
 from . import __version__
 from .commands.capture import capture_command
 from .commands.inspect import inspect_command
+from .commands.keygen import keygen_command
 from .commands.restore import restore_command
+from .commands.sign import sign_command
 from .commands.verify import verify_command
 
 
@@ -22,6 +24,8 @@ cli.add_command(capture_command, "capture")
 cli.add_command(verify_command, "verify")
 cli.add_command(inspect_command, "inspect")
 cli.add_command(restore_command, "restore")
+cli.add_command(sign_command, "sign")
+cli.add_command(keygen_command, "keygen")
 
 
 def main() -> None:

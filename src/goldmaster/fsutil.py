@@ -54,7 +54,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 @contextlib.contextmanager
-def deferred_signals(signums: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
+def deferred_signals(
+    signums: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM),
+) -> Iterator[None]:
     """Hold SIGINT and SIGTERM until the block ends, then deliver them again.
 
     Use it around a few steps that must happen together, such as two renames.
@@ -64,7 +66,7 @@ def deferred_signals(signums: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM))
         yield
         return
     arrived: list[int] = []
-    previous = {s: signal.signal(s, lambda signum, _: arrived.append(signum)) for s in signums}
+    previous = {s: signal.signal(s, lambda num, _: arrived.append(num)) for s in signums}
     try:
         yield
     finally:

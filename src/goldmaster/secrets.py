@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from .errors import SecretFoundError
 from .model import matches
 
-# Files read in chunks of this size; a match may span two chunks, so each
+# Files are read in chunks of this size. A match may span two chunks, so each
 # chunk is scanned together with the last OVERLAP bytes of the one before.
 CHUNK = 1 << 20
 OVERLAP = 4096
@@ -27,7 +27,10 @@ MAX_SCANNED_FILE = 256 << 20
 
 # Token formats, most from the providers' documentation of their prefixes.
 RULES: list[tuple[str, re.Pattern[bytes]]] = [
-    ("AWS access key id", re.compile(rb"\b(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z2-7]{16}\b")),
+    (
+        "AWS access key id",
+        re.compile(rb"\b(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z2-7]{16}\b"),
+    ),
     (
         "AWS secret access key",
         re.compile(
@@ -47,19 +50,29 @@ RULES: list[tuple[str, re.Pattern[bytes]]] = [
         ),
     ),
     ("Anthropic API key", re.compile(rb"\bsk-ant-[a-z]{3,5}\d\d-[A-Za-z0-9_-]{80,}")),
-    ("Slack token", re.compile(rb"\bxox[abposre]-[A-Za-z0-9-]{10,}|\bxapp-\d-[A-Za-z0-9-]{10,}")),
+    (
+        "Slack token",
+        re.compile(rb"\bxox[abposre]-[A-Za-z0-9-]{10,}|\bxapp-\d-[A-Za-z0-9-]{10,}"),
+    ),
     (
         "Slack webhook URL",
-        re.compile(rb"https://hooks\.slack\.com/(?:services|workflows)/[A-Za-z0-9+/_-]{20,}"),
+        re.compile(
+            rb"https://hooks\.slack\.com/(?:services|workflows)/[A-Za-z0-9+/_-]{20,}"
+        ),
     ),
     ("PyPI token", re.compile(rb"\bpypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,}")),
     ("Google API key", re.compile(rb"\bAIza[0-9A-Za-z_-]{35}(?![0-9A-Za-z_-])")),
     ("Stripe key", re.compile(rb"\b[sr]k_live_[0-9A-Za-z]{24,}\b")),
     ("npm token", re.compile(rb"\bnpm_[A-Za-z0-9]{36}\b")),
-    ("private key", re.compile(rb"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----")),
+    (
+        "private key",
+        re.compile(rb"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"),
+    ),
     (
         "password in a URL",
-        re.compile(rb"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@'\"<>]+:(?!REDACTED@)[^\s/@'\"<>]+@"),
+        re.compile(
+            rb"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@'\"<>]+:(?!REDACTED@)[^\s/@'\"<>]+@"
+        ),
     ),
 ]
 
@@ -99,7 +112,7 @@ class Finding:
 
 
 class ScannedMember(Protocol):
-    """What the scan needs of a bundle member: its name and its bytes, from
+    """A bundle member as the scan reads it: its name and its bytes, from
     memory (``data``) or from a file (``source``)."""
 
     arcname: str
@@ -179,7 +192,9 @@ def _scan_string(text: str, where: str, key_path: str) -> list[Finding]:
 
 def should_scan(arcname: str) -> bool:
     """Tell whether a source-backed member is text that the scan covers."""
-    if arcname.startswith(("weights/", "env/wheels/")) or arcname.endswith(BINARY_SUFFIXES):
+    if arcname.startswith(("weights/", "env/wheels/")) or arcname.endswith(
+        BINARY_SUFFIXES
+    ):
         return False
     return arcname.startswith(SCANNED_FOLDERS) or matches(arcname, LOCKFILES)
 
@@ -209,7 +224,9 @@ def _scan_source(source: Path, arcname: str) -> list[Finding]:
 
 
 def check_capture(manifest: dict[str, Any], members: Iterable[ScannedMember]) -> None:
-    """Raise SecretFoundError when the manifest or the members hold a token."""
+    """Raise SecretFoundError when the manifest or the members contain a token."""
+    # NOTE: there is no option to accept a finding. A false positive can only
+    # be cleared by changing or excluding its source.
     found = scan_value(manifest, "manifest.yaml") + scan_members(members)
     if not found:
         return

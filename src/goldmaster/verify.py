@@ -37,6 +37,9 @@ class VerifyReport:
     sidecar: str = "absent"
     files: int = 0
     bytes: int = 0
+    sha256: str = ""  # of the whole bundle file
+    # sha256 of each member as read, by path
+    digests: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -110,6 +113,8 @@ class BundleWalk:
             for member in reader.tar:
                 self._member(reader, member, expected, progress)
             file_digest = reader.file_digest()
+        self.report.sha256 = file_digest
+        self.report.digests = dict(self._digests)
         self._finish(expected)
         self._check_sidecar(file_digest)
         return self.report
@@ -153,7 +158,8 @@ class BundleWalk:
             self._folders.add(ancestor)
         if member.kind != "dir" and member.path in self._folders:
             raise UnsafeMemberError(
-                f"member {member.path!r} is a {member.kind}, but earlier members use it as a folder",
+                f"member {member.path!r} is a {member.kind}, "
+                "but earlier members use it as a folder",
                 "do not restore this bundle",
             )
 

@@ -11,6 +11,7 @@ import yaml
 from ..capture import CaptureOptions, capture
 from ..console import human_bytes, print_json
 from ..progress import Reporter
+from ..signing import load_signer, sign_capture
 from .common import output_options
 
 
@@ -46,6 +47,7 @@ def _parse_param(values: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--text-level", type=int, default=9, show_default=True, help="zstd level for code and text (1-22).")
 @click.option("--threads", type=int, default=0, show_default=True, help="Compression threads; 0 uses every core.")
 @click.option("--force", is_flag=True, help="Replace a bundle of the same name and version.")
+@click.option("--sign", "sign_key", type=click.Path(path_type=Path), metavar="KEY", help="Sign the bundle with this Ed25519 private key (PEM); writes BUNDLE.sig.json.")
 @output_options
 def capture_command(
     model_path: Path,
@@ -75,11 +77,18 @@ def capture_command(
         threads=kwargs["threads"],
         force=kwargs["force"],
     )
+    signer = load_signer(kwargs["sign_key"]) if kwargs["sign_key"] else None
     result = capture(options, reporter)
+    signed = None
+    if signer is not None:
+        signed = sign_capture(result.bundle, result.sha256, result.manifest, signer)
     if as_json:
-        print_json(result.to_json())
+        extra = {"signature": signed.to_json()} if signed else {}
+        print_json(result.to_json() | extra)
         return
     click.echo(
         f"{result.bundle}  {human_bytes(result.size)} from {human_bytes(result.input_bytes)}"
         f"  sha256 {result.sha256}"
     )
+    if signed is not None:
+        click.echo(f"{signed.signature}  signed by {signed.signer}")
