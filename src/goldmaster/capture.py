@@ -15,13 +15,7 @@ from typing import Any
 import yaml
 
 from . import __version__, manifest
-from .archive import (
-    BundleWriter,
-    WrittenFile,
-    _HeadTooLarge,
-    head_reserve,
-    rewrite_with_head,
-)
+from .archive import BundleWriter, WrittenFile, _HeadTooLarge, head_reserve, rewrite_with_head
 from .codebase import snapshot_code
 from .errors import InputError, OutputError, UsageError
 from .fsutil import deferred_signals, fsync_dir, temporary_path, write_synced
