@@ -425,11 +425,11 @@ def _interrupt_while_compressing(
     tmp_path: Path, output: Path, signum: int
 ) -> subprocess.Popen:
     """A slow compression level keeps capture in the body for seconds."""
-    model = random_model(tmp_path / "model", 48 << 20)
+    model = random_model(tmp_path / "model", 24 << 20)
     process = _capture_process(
         tmp_path, model, output, "--level", "19", "--threads", "1"
     )
-    _wait_for_temp_file(output, process, 1 << 20)
+    _wait_for_temp_file(output, process, 256 << 10)
     process.send_signal(signum)
     process.wait(timeout=60)
     return process
