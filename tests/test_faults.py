@@ -468,11 +468,10 @@ def test_capture_signal_leaves_earlier_bundle(
 def test_deferred_signals_delivers_after_block() -> None:
     steps = []
 
-    with pytest.raises(KeyboardInterrupt):
-        with deferred_signals():
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.05)
-            steps.append("renamed both")
+    with pytest.raises(KeyboardInterrupt), deferred_signals():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        steps.append("renamed both")
 
     assert steps == ["renamed both"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
