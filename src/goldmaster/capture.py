@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -25,13 +26,14 @@ from .archive import (
 )
 from .codebase import snapshot_code
 from .environment import capture_environment
-from .errors import InputError, UsageError
-from .fsutil import atomic_write_bytes, fsync_dir, temporary_path
+from .errors import InputError, OutputError, UsageError
+from .fsutil import deferred_signals, fsync_dir, temporary_path, write_synced
 from .gpu import probe_system
 from .model import SourceFile, scan_model
 from .parts import Part, Section
 from .progress import Reporter
-from .redact import redact_url
+from .redact import redact_url, redact_value
+from .secrets import check_capture
 
 # Room left in the reserved manifest frame for what is only known after the
 # body is written (the image section and its files).
@@ -195,6 +197,7 @@ def _capture_with(options: CaptureOptions, reporter: Reporter, workdir: Path) ->
         reporter.step("capturing the Python environment")
     for section in _early_sections(options, data, workdir):
         _add_section(data, entries, notices, section)
+    check_capture(data, entries)
 
     final = options.output / f"{top}{manifest.SUFFIX}"
     _check_target(final, options.force)
@@ -203,21 +206,29 @@ def _capture_with(options: CaptureOptions, reporter: Reporter, workdir: Path) ->
     reserve = _reserve_for(data, entries, top)
 
     reporter.step(f"writing {final.name}")
-    with temporary_path(final) as tmp:
-        written, data, frame = _write(
-            tmp, top, created, options, data, entries, reserve, reporter, notices
-        )
-        if frame is not None:
-            _move_body_after(tmp, frame, reserve)
-        digest, size = _file_digest(tmp)
-        os.replace(tmp, final)
-    atomic_write_bytes(final.with_name(final.name + ".sha256"), f"{digest}  {final.name}\n".encode())
+    sidecar = final.with_name(final.name + ".sha256")
+    try:
+        with temporary_path(final) as tmp, temporary_path(sidecar) as sidecar_tmp:
+            written, data, frame = _write(
+                tmp, top, created, options, data, entries, reserve, reporter, notices
+            )
+            if frame is not None:
+                _move_body_after(tmp, frame, reserve)
+            digest, size = _file_digest(tmp)
+            write_synced(sidecar_tmp, f"{digest}  {final.name}\n".encode())
+            # An interrupt between the two renames would pair the new bundle
+            # with the old sidecar, so both happen before a signal is handled.
+            with deferred_signals():
+                os.replace(tmp, final)
+                os.replace(sidecar_tmp, sidecar)
+    except OSError as exc:
+        raise _output_error(final, exc) from exc
     fsync_dir(final.parent)
     for notice in notices:
         reporter.notice(notice)
     return CaptureResult(
         bundle=final,
-        sidecar=final.with_name(final.name + ".sha256"),
+        sidecar=sidecar,
         sha256=digest,
         size=size,
         manifest=data,
@@ -269,7 +280,7 @@ def _base_manifest(
         "created": manifest.timestamp(created),
         "model": model_info,
         "code": code_info,
-        "params": dict(sorted(params.items())),
+        "params": redact_value(dict(sorted(params.items()))),
         "metrics": dict(sorted(_read_mapping(options.metrics_file, "--metrics-file").items())),
         "datasets": [redact_url(uri) for uri in options.datasets],
     }
@@ -365,6 +376,16 @@ def _check_free_space(folder: Path, needed: int) -> None:
         )
 
 
+def _output_error(final: Path, exc: OSError) -> OutputError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return OutputError(
+            f"no space left in {final.parent} while writing {final.name}; "
+            "nothing was written and an earlier bundle of that name is unchanged",
+            "free some space or write the bundle elsewhere with --output",
+        )
+    return OutputError(f"cannot write {final}: {exc.strerror or exc}")
+
+
 def _mb(count: int) -> str:
     return f"{count / 1e6:,.0f} MB"
 
@@ -405,13 +426,16 @@ def _write(
         reporter.start(sum(e.size for e in entries if e.source is not None), "hashing and compressing")
         _write_entries(writer, sorted(entries, key=lambda e: _order(e.arcname)), options)
         reporter.finish()
+        late_entries: list[_Entry] = []
         for section in _late_sections(options, _with_files(data, writer.files)):
             late: list[_Entry] = []
             _add_section(data, late, notices, section)
             _write_entries(writer, sorted(late, key=lambda e: _order(e.arcname)), options)
+            late_entries += late
         readme = manifest.readme(data)
         readme_entry = WrittenFile("README.txt", len(readme), hashlib.sha256(readme).hexdigest())
         final = _with_files(data, writer.files + [readme_entry])
+        check_capture(final, late_entries + [_Entry("README.txt", data=readme)])
         text = manifest.dump(final)
         sums = manifest.sha256sums(
             [(w.arcname, w.sha256) for w in writer.files + [readme_entry]]

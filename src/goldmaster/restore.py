@@ -14,7 +14,7 @@ from typing import Any
 from .archive import Member
 from .doctor import compare_host, enforce
 from .environment import restore_environment
-from .errors import DestinationError, HostMismatchError, UnsafeMemberError
+from .errors import DestinationError, GoldmasterError, HostMismatchError, UnsafeMemberError
 from .gpu import probe_system
 from .progress import Reporter
 from .verify import BundleWalk, Sink, read_manifest
@@ -130,9 +130,11 @@ def _make_parents(root: Path, relpath: str) -> None:
                     f"member {relpath!r} would be written through {part!r}, which is not a folder",
                     "do not restore this bundle",
                 ) from None
+        except OSError as exc:
+            raise _write_error(relpath, exc) from exc
 
 
-def _write_error(name: str, exc: OSError) -> DestinationError:
+def _write_error(name: str, exc: OSError) -> GoldmasterError:
     if exc.errno == errno.ENOSPC:
         return DestinationError(
             f"no space left on the device while writing {name}",
@@ -141,6 +143,18 @@ def _write_error(name: str, exc: OSError) -> DestinationError:
     if exc.errno == errno.EEXIST:
         return UnsafeMemberError(f"member {name!r} is written twice", "do not restore this bundle")
     return DestinationError(f"cannot write {name}: {exc.strerror}")
+
+
+def _check_free_space(dest: Path, needed: int) -> None:
+    """Fail before extracting when the destination cannot hold the declared files."""
+    folder = dest if dest.exists() else next(p for p in dest.parents if p.exists())
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise DestinationError(
+            f"not enough free space in {folder}: {free / 1e6:,.0f} MB free, "
+            f"{needed / 1e6:,.0f} MB needed for the files of the bundle",
+            "free some space or restore elsewhere",
+        )
 
 
 def _check_destination(dest: Path, force: bool) -> None:
@@ -170,10 +184,14 @@ def restore(
     reporter = reporter or Reporter()
     _check_destination(dest, options.force)
     total = sum(entry["size"] for entry in read_manifest(bundle)["files"])
+    _check_free_space(dest, total)
     created = not dest.exists()
-    dest.mkdir(parents=True, exist_ok=True)
     staging = dest / f"{STAGING_PREFIX}{secrets.token_hex(4)}"
-    staging.mkdir()
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        staging.mkdir()
+    except OSError as exc:
+        raise DestinationError(f"cannot create {staging}: {exc.strerror}") from exc
 
     def sinks(member: Member, entry: dict[str, Any]) -> Sink:
         return _LinkSink(staging) if member.kind == "link" else _FileSink(staging, member)
@@ -184,8 +202,7 @@ def restore(
         reporter.start(total, "extracting")
         report = walk.run(reporter.advance)
         reporter.finish()
-        for name, raw in walk.raw.items():
-            (staging / name).write_bytes(raw)
+        _write_raw(staging, walk.raw)
         _move_into_place(staging, dest)
     except BaseException:
         reporter.finish()
@@ -196,14 +213,29 @@ def restore(
     return result
 
 
+def _write_raw(staging: Path, raw: dict[str, bytes]) -> None:
+    """Write manifest.yaml and SHA256SUMS exactly as they were read."""
+    for name, data in raw.items():
+        try:
+            (staging / name).write_bytes(data)
+        except OSError as exc:
+            raise _write_error(name, exc) from exc
+
+
 def _move_into_place(staging: Path, dest: Path) -> None:
     for entry in sorted(staging.iterdir()):
         target = dest / entry.name
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        elif target.exists() or target.is_symlink():
-            target.unlink()
-        os.rename(entry, target)
+        try:
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif target.exists() or target.is_symlink():
+                target.unlink()
+            os.rename(entry, target)
+        except OSError as exc:
+            raise DestinationError(
+                f"cannot move {entry.name} into {dest}: {exc.strerror}",
+                "check the destination's permissions and free space",
+            ) from exc
     staging.rmdir()
 
 

@@ -11,6 +11,7 @@ import yaml
 from ..capture import CaptureOptions, capture
 from ..console import human_bytes, print_json
 from ..progress import Reporter
+from ..signing import load_signer, sign_capture
 from .common import output_options
 
 
@@ -50,6 +51,7 @@ def _parse_param(values: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--env/--no-env", default=True, show_default=True, help="Capture the Python environment.")
 @click.option("--wheels", is_flag=True, help="Vendor every distribution file into env/wheels/ so that restore needs no network.")
 @click.option("--strict", is_flag=True, help="With --wheels, fail when a distribution cannot be vendored.")
+@click.option("--sign", "sign_key", type=click.Path(path_type=Path), metavar="KEY", help="Sign the bundle with this Ed25519 private key (PEM); writes BUNDLE.sig.json.")
 @output_options
 def capture_command(
     model_path: Path,
@@ -83,11 +85,18 @@ def capture_command(
         wheels=kwargs["wheels"],
         strict=kwargs["strict"],
     )
+    signer = load_signer(kwargs["sign_key"]) if kwargs["sign_key"] else None
     result = capture(options, reporter)
+    signed = None
+    if signer is not None:
+        signed = sign_capture(result.bundle, result.sha256, result.manifest, signer)
     if as_json:
-        print_json(result.to_json())
+        extra = {"signature": signed.to_json()} if signed else {}
+        print_json(result.to_json() | extra)
         return
     click.echo(
         f"{result.bundle}  {human_bytes(result.size)} from {human_bytes(result.input_bytes)}"
         f"  sha256 {result.sha256}"
     )
+    if signed is not None:
+        click.echo(f"{signed.signature}  signed by {signed.signer}")
