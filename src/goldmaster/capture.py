@@ -64,7 +64,7 @@ class CaptureResult:
     sha256: str
     size: int
     manifest: dict[str, Any]
-    input_bytes: int
+    input_bytes: int  # archived content, each stored file once, without README and sums
     notices: list[str]
 
     def to_json(self) -> dict[str, Any]:
@@ -146,8 +146,7 @@ def capture(options: CaptureOptions, reporter: Reporter | None = None) -> Captur
 
     final = options.output / f"{top}{manifest.SUFFIX}"
     _check_target(final, options.force)
-    input_bytes = sum(e.size for e in entries)
-    _check_free_space(options.output, input_bytes)
+    _check_free_space(options.output, sum(e.size for e in entries if e.link is None))
     reserve = _reserve_for(data, entries, top)
 
     reporter.step(f"writing {final.name}")
@@ -169,9 +168,14 @@ def capture(options: CaptureOptions, reporter: Reporter | None = None) -> Captur
         sha256=digest,
         size=size,
         manifest=data,
-        input_bytes=sum(w.size for w in written),
+        input_bytes=_archived_bytes(written),
         notices=notices,
     )
+
+
+def _archived_bytes(written: list[WrittenFile]) -> int:
+    generated = ("README.txt", "SHA256SUMS")
+    return sum(w.size for w in written if w.link is None and w.arcname not in generated)
 
 
 def _check_options(options: CaptureOptions) -> None:
