@@ -19,6 +19,8 @@ from .verify import BundleWalk, Sink, read_manifest
 STAGING_PREFIX = ".goldmaster-restore-"
 PARTIAL_NAME = ".goldmaster-partial"
 PARTIAL_MARKER = "RESTORE-INCOMPLETE.txt"
+# Smallest all-zero chunk that restore leaves as a hole instead of writing.
+ZERO_RUN = 64 << 10
 
 
 @dataclass
@@ -71,21 +73,47 @@ class _FileSink(Sink):
             )
         except OSError as exc:
             raise _write_error(self._name, exc) from exc
+        self._size = 0
 
     def write(self, view: memoryview) -> None:
         try:
+            if _is_zero_run(view):
+                # Leave a hole: the file reads back as zeros without using disk,
+                # so sparse files restore sparse.
+                os.lseek(self._fd, len(view), os.SEEK_CUR)
+                self._size += len(view)
+                return
             while view:
                 written = os.write(self._fd, view)
                 view = view[written:]
+                self._size += written
         except OSError as exc:
             os.close(self._fd)
             self._fd = -1
             raise _write_error(self._name, exc) from exc
 
     def close(self) -> None:
-        if self._fd >= 0:
+        if self._fd < 0:
+            return
+        try:
+            # A hole at the end exists only once the size is set.
+            os.ftruncate(self._fd, self._size)
+        except OSError as exc:
+            raise _write_error(self._name, exc) from exc
+        finally:
             os.close(self._fd)
             self._fd = -1
+
+
+def _is_zero_run(view: memoryview) -> bool:
+    """Tell whether ``view`` is long enough to be worth a hole and all zero.
+
+    The first and last bytes are checked before the full comparison, which
+    copies the chunk, so that ordinary weights cost almost nothing extra.
+    """
+    if len(view) < ZERO_RUN or view[0] or view[-1]:
+        return False
+    return view.tobytes() == bytes(len(view))
 
 
 class _LinkSink(Sink):
