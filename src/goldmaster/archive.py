@@ -416,6 +416,13 @@ def safe_relpath(name: str, top: str | None) -> tuple[str, str]:
     parts = name.rstrip("/").split("/")
     if any(part in ("", ".", "..") for part in parts):
         raise UnsafeMemberError(f"unsafe member name {name!r}", "do not restore this bundle")
+    if len(parts) < 2 and top is None:
+        # Only the first member has no top folder to compare with. Other tar
+        # files start like this, so it means "not a bundle", not "hostile".
+        raise BundleFormatError(
+            f"not a goldmaster bundle: its first member {name!r} is not inside a "
+            "NAME-VERSION folder"
+        )
     if len(parts) < 2:
         raise UnsafeMemberError(f"member {name!r} is outside the bundle's top folder")
     if top is not None and parts[0] != top:
