@@ -269,7 +269,57 @@ def rewrite_with_head(tmp: Path, frame: bytes, body_start: int, out: BinaryIO) -
 # Reading
 
 
-class _Decompressed:
+class _Source:
+    """Decompressed bytes of a bundle, read in order."""
+
+    def read(self, size: int) -> memoryview:
+        """Return up to ``size`` bytes; fewer only at the end of the stream."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop decompressing."""
+
+    def read_exact(self, size: int) -> bytes:
+        parts = []
+        while size:
+            view = self.read(size)
+            if not view:
+                raise BundleFormatError("the bundle is truncated", "copy it again from its source")
+            parts.append(bytes(view))
+            size -= len(view)
+        return b"".join(parts)
+
+
+class _OnDemand(_Source):
+    """Decompresses in the caller's thread and only as far as the caller reads.
+
+    Reading the manifest this way decompresses little more than the first
+    frame, so a damaged or cut-off body does not stop ``inspect`` and a
+    bundle of any size costs the same.
+    """
+
+    def __init__(self, fh: BinaryIO, limit: int) -> None:
+        self.limit = limit
+        self.produced = 0
+        self._reader = zstandard.ZstdDecompressor().stream_reader(
+            fh, read_size=1 << 16, read_across_frames=True, closefd=False
+        )
+
+    def read(self, size: int) -> memoryview:
+        try:
+            data = self._reader.read(min(size, CHUNK))
+        except zstandard.ZstdError as exc:
+            raise BundleFormatError(_zstd_message(exc)) from exc
+        self.produced += len(data)
+        if self.produced > self.limit:
+            raise BundleFormatError(
+                "the bundle decompresses to more bytes than its manifest declares",
+                "the file is corrupt or hostile: do not use it",
+            )
+        return memoryview(data)
+
+
+class _Decompressed(_Source):
     """Decompresses a bundle in a background thread and serves the output.
 
     The thread lets decompression overlap with the hashing done by the
@@ -350,16 +400,6 @@ class _Decompressed:
         self._offset += len(view)
         return view
 
-    def read_exact(self, size: int) -> bytes:
-        parts = []
-        while size:
-            view = self.read(size)
-            if not view:
-                raise BundleFormatError("the bundle is truncated", "copy it again from its source")
-            parts.append(bytes(view))
-            size -= len(view)
-        return b"".join(parts)
-
 
 def _zstd_message(exc: BaseException) -> str:
     text = str(exc)
@@ -439,7 +479,7 @@ class TarStream:
     type (symbolic links, devices, FIFOs) is rejected with its name.
     """
 
-    def __init__(self, source: _Decompressed) -> None:
+    def __init__(self, source: _Source) -> None:
         self._src = source
         self._pending = 0
         self.top: str | None = None
@@ -563,9 +603,14 @@ class HashingFile:
 
 
 class BundleReader:
-    """Opens a bundle for one sequential pass over its members."""
+    """Opens a bundle for one sequential pass over its members.
 
-    def __init__(self, path: Path, hash_file: bool = False) -> None:
+    With ``head_only`` the reader decompresses only what is read, for callers
+    that stop after the manifest; otherwise a background thread decompresses
+    ahead of the reader.
+    """
+
+    def __init__(self, path: Path, hash_file: bool = False, head_only: bool = False) -> None:
         try:
             self._fh = open(path, "rb")
         except FileNotFoundError as exc:
@@ -580,7 +625,11 @@ class BundleReader:
             raise BundleFormatError(f"{path} is empty")
         self.hashing = HashingFile(self._fh) if hash_file else None
         source = self.hashing if self.hashing is not None else self._fh
-        self._stream = _Decompressed(source, MAX_MANIFEST_BYTES)  # type: ignore[arg-type]
+        self._stream: _OnDemand | _Decompressed
+        if head_only:
+            self._stream = _OnDemand(source, MAX_MANIFEST_BYTES)  # type: ignore[arg-type]
+        else:
+            self._stream = _Decompressed(source, MAX_MANIFEST_BYTES)  # type: ignore[arg-type]
         self.tar = TarStream(self._stream)
 
     def allow(self, total: int) -> None:

@@ -264,6 +264,6 @@ def verify(path: Path, progress: Callable[[int], None] | None = None) -> VerifyR
 
 def read_manifest(path: Path) -> dict[str, Any]:
     """Return the manifest of a bundle, decompressing only its first frame."""
-    with BundleReader(path) as reader:
+    with BundleReader(path, head_only=True) as reader:
         return BundleWalk(path, strict=False).read_head(reader)
 
