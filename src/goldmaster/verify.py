@@ -76,7 +76,8 @@ class Sink:
         raise NotImplementedError
 
     def close(self) -> None:
-        """Finish the member after all its data has arrived and was checked."""
+        """Finish the member after its data has arrived, before its digest is
+        compared; also called when reading the data failed."""
 
     def link(self, member: Member, target: str) -> None:
         """Record ``member`` as another name for the earlier member ``target``."""
@@ -194,7 +195,11 @@ class BundleWalk:
             if progress is not None:
                 progress(len(view))
 
-        reader.tar.read_data(consume)
+        try:
+            reader.tar.read_data(consume)
+        finally:
+            if sink is not None:
+                sink.close()
         actual = digest.hexdigest()
         self._digests[member.path] = actual
         self.report.files += 1
@@ -202,8 +207,6 @@ class BundleWalk:
         if actual != entry["sha256"]:
             self.report.mismatched.append(Mismatch(member.path, entry["sha256"], actual))
             self._fail(f"member {member.path!r} does not match its sha256 in the manifest")
-        if sink is not None:
-            sink.close()
 
     def _link(self, member: Member, entry: dict[str, Any]) -> None:
         target = member.link or ""
