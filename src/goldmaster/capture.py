@@ -14,9 +14,16 @@ from typing import Any
 import yaml
 
 from . import __version__, manifest
-from .archive import BundleWriter, WrittenFile, _HeadTooLarge, head_reserve, rewrite_with_head
+from .archive import (
+    BundleWriter,
+    WrittenFile,
+    _HeadTooLarge,
+    head_reserve,
+    rewrite_with_head,
+    safe_relpath,
+)
 from .codebase import snapshot_code
-from .errors import InputError, UsageError
+from .errors import InputError, UnsafeMemberError, UsageError
 from .fsutil import atomic_write_bytes, fsync_dir, temporary_path
 from .model import SourceFile, scan_model
 from .parts import Part, Section
@@ -143,6 +150,7 @@ def capture(options: CaptureOptions, reporter: Reporter | None = None) -> Captur
     entries = _entries(model.files, model.links, code.files, code.extra)
     for section in _early_sections(options, data):
         _add_section(data, entries, notices, section)
+    _check_member_names(entries)
 
     final = options.output / f"{top}{manifest.SUFFIX}"
     _check_target(final, options.force)
@@ -282,6 +290,25 @@ def _part_entry(part: Part) -> _Entry:
         return _Entry(part.arcname, data=part.data, size=len(part.data))
     assert part.source is not None
     return _Entry(part.arcname, source=part.source, size=part.source.stat().st_size)
+
+
+def _check_member_names(entries: list[_Entry]) -> None:
+    """Reject, before anything is written, file names that SHA256SUMS cannot
+    hold or that verify and restore would reject as unsafe."""
+    hint = "rename the file or leave it out with --exclude"
+    for entry in entries:
+        try:
+            entry.arcname.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InputError(f"file name is not valid UTF-8: {entry.arcname!r}", hint) from None
+        try:
+            safe_relpath(f"top/{entry.arcname}", "top")
+        except UnsafeMemberError:
+            raise InputError(
+                f"file name cannot be stored in a bundle: {entry.arcname!r} "
+                "(backslashes and control characters such as newlines are not allowed)",
+                hint,
+            ) from None
 
 
 def _order(arcname: str) -> tuple[int, str]:
