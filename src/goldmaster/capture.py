@@ -195,7 +195,13 @@ def _check_options(options: CaptureOptions) -> None:
         raise UsageError(f"invalid --threads {options.threads}", "use 0 for all cores, or a count")
     if options.output.exists() and not options.output.is_dir():
         raise InputError(f"output path is not a folder: {options.output}")
-    options.output.mkdir(parents=True, exist_ok=True)
+    try:
+        options.output.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(
+            f"cannot create output folder {options.output}: {exc.strerror}",
+            "pass an --output folder that can be created",
+        ) from exc
 
 
 def _default_name(model: Path) -> str:
