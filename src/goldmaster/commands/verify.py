@@ -11,7 +11,7 @@ import click
 from ..console import human_bytes, print_json
 from ..errors import EXIT_FAILED
 from ..progress import Reporter
-from ..verify import verify
+from ..verify import read_manifest, verify
 from .common import output_options
 
 
@@ -22,7 +22,12 @@ def verify_command(bundle: Path, as_json: bool, reporter: Reporter, **_: Any) ->
     """Re-hash every file of BUNDLE and compare with its manifest, SHA256SUMS
     and .sha256 file. Exit status 1 on any mismatch."""
     reporter.step(f"verifying {bundle.name}")
-    report = verify(bundle)
+    total = sum(entry["size"] for entry in read_manifest(bundle)["files"])
+    reporter.start(total, "verifying")
+    try:
+        report = verify(bundle, reporter.advance)
+    finally:
+        reporter.finish()
     if as_json:
         print_json(report.to_json())
     else:
