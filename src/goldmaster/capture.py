@@ -252,7 +252,7 @@ def _read_mapping(path: Path | None, option: str) -> dict[str, Any]:
     except OSError as exc:
         raise InputError(f"cannot read {option} file {path}: {exc.strerror}") from exc
     try:
-        value = yaml.safe_load(raw.decode("utf-8")) if raw.strip() else None
+        value = _load_json_or_yaml(raw.decode("utf-8"))
     except (UnicodeDecodeError, yaml.YAMLError) as exc:
         raise InputError(f"{option} file {path} is not valid JSON or YAML: {exc}") from exc
     if not isinstance(value, dict):
@@ -261,6 +261,20 @@ def _read_mapping(path: Path | None, option: str) -> dict[str, Any]:
             'for example {"lr": 0.001, "epochs": 3}',
         )
     return {str(k): _plain(v) for k, v in value.items()}
+
+
+def _load_json_or_yaml(text: str) -> Any:
+    """Parse ``text`` as JSON when it is JSON, else as YAML.
+
+    PyYAML follows YAML 1.1, which reads a JSON number such as 1e-4 as a
+    string, so JSON goes first.
+    """
+    if not text.strip():
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return yaml.safe_load(text)
 
 
 def _plain(value: Any) -> Any:
