@@ -191,15 +191,17 @@ def restore(
     _check_destination(dest, options.force)
     total = sum(entry["size"] for entry in read_manifest(bundle)["files"])
     created = not dest.exists()
-    dest.mkdir(parents=True, exist_ok=True)
     staging = dest / f"{STAGING_PREFIX}{secrets.token_hex(4)}"
-    staging.mkdir()
 
     def sinks(member: Member, entry: dict[str, Any]) -> Sink:
         return _LinkSink(staging) if member.kind == "link" else _FileSink(staging, member)
 
     reporter.step(f"verifying and extracting {bundle.name}")
+    # Everything from the first folder created on is inside the try block, so
+    # that an error or Ctrl-C at any point removes what this restore made.
     try:
+        _make_folder(dest, parents=True)
+        _make_folder(staging, parents=False)
         walk = BundleWalk(bundle, strict=True, sinks=sinks)
         reporter.start(total, "extracting")
         report = walk.run(reporter.advance)
@@ -214,6 +216,15 @@ def restore(
     result = RestoreResult(bundle, dest, report.manifest, report.files, report.bytes)
     _later_stages(result, options, reporter)
     return result
+
+
+def _make_folder(path: Path, parents: bool) -> None:
+    try:
+        path.mkdir(parents=parents, exist_ok=parents)
+    except OSError as exc:
+        raise DestinationError(
+            f"cannot create {path}: {exc.strerror}", "choose a destination you can write to"
+        ) from exc
 
 
 def _move_into_place(staging: Path, dest: Path) -> None:
