@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .archive import Member
-from .errors import DestinationError, UnsafeMemberError
+from .errors import DestinationError, GoldmasterError, UnsafeMemberError
 from .progress import Reporter
 from .verify import BundleWalk, Sink, read_manifest
 
@@ -152,7 +152,7 @@ def _make_parents(root: Path, relpath: str) -> None:
                 ) from None
 
 
-def _write_error(name: str, exc: OSError) -> DestinationError:
+def _write_error(name: str, exc: OSError) -> GoldmasterError:
     if exc.errno == errno.ENOSPC:
         return DestinationError(
             f"no space left on the device while writing {name}",
