@@ -166,6 +166,8 @@ def capture(options: CaptureOptions, reporter: Reporter | None = None) -> Captur
             _move_body_after(tmp, frame, reserve)
         digest, size = _file_digest(tmp)
         os.replace(tmp, final)
+    # NOTE: a Ctrl-C or crash between the rename above and this write leaves a
+    # replaced bundle beside its old sidecar, which verify reports as a mismatch.
     atomic_write_bytes(final.with_name(final.name + ".sha256"), f"{digest}  {final.name}\n".encode())
     fsync_dir(final.parent)
     for notice in notices:
