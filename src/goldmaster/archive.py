@@ -268,7 +268,64 @@ def rewrite_with_head(tmp: Path, frame: bytes, body_start: int, out: BinaryIO) -
 # Reading
 
 
-class _Decompressed:
+class _Source:
+    """Decompressed bytes of a bundle, read in order."""
+
+    # Where in the tar stream reading is, for error messages: " in member 'x'".
+    where = ""
+
+    def read(self, size: int) -> memoryview:
+        """Return up to ``size`` bytes; fewer only at the end of the stream."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop decompressing."""
+
+    def read_exact(self, size: int) -> bytes:
+        if size < 0:
+            raise BundleFormatError(f"negative size in a tar header{self.where}")
+        parts = []
+        while size:
+            view = self.read(size)
+            if not view:
+                raise BundleFormatError(
+                    f"the bundle is truncated{self.where}", "copy it again from its source"
+                )
+            parts.append(bytes(view))
+            size -= len(view)
+        return b"".join(parts)
+
+
+class _OnDemand(_Source):
+    """Decompresses in the caller's thread and only as far as the caller reads.
+
+    Reading the manifest this way decompresses little more than the first
+    frame, so a damaged or cut-off body does not stop ``inspect`` and a
+    bundle of any size costs the same.
+    """
+
+    def __init__(self, fh: BinaryIO, limit: int) -> None:
+        self.limit = limit
+        self.produced = 0
+        self._reader = zstandard.ZstdDecompressor().stream_reader(
+            fh, read_size=1 << 16, read_across_frames=True, closefd=False
+        )
+
+    def read(self, size: int) -> memoryview:
+        try:
+            data = self._reader.read(min(size, CHUNK))
+        except zstandard.ZstdError as exc:
+            raise BundleFormatError(_zstd_message(exc)) from exc
+        self.produced += len(data)
+        if self.produced > self.limit:
+            raise BundleFormatError(
+                "the bundle decompresses to more bytes than its manifest declares",
+                "the file is corrupt or hostile: do not use it",
+            )
+        return memoryview(data)
+
+
+class _Decompressed(_Source):
     """Decompresses a bundle in a background thread and serves the output.
 
     The thread lets decompression overlap with the hashing done by the
@@ -350,20 +407,6 @@ class _Decompressed:
         self._offset += len(view)
         return view
 
-    def read_exact(self, size: int) -> bytes:
-        if size < 0:
-            raise BundleFormatError(f"negative size in a tar header{self.where}")
-        parts = []
-        while size:
-            view = self.read(size)
-            if not view:
-                raise BundleFormatError(
-                    f"the bundle is truncated{self.where}", "copy it again from its source"
-                )
-            parts.append(bytes(view))
-            size -= len(view)
-        return b"".join(parts)
-
 
 def _zstd_message(exc: BaseException) -> str:
     text = str(exc)
@@ -429,6 +472,13 @@ def safe_relpath(name: str, top: str | None) -> tuple[str, str]:
     parts = name.rstrip("/").split("/")
     if any(part in ("", ".", "..") for part in parts):
         raise _unsafe(name)
+    if len(parts) < 2 and top is None:
+        # Only the first member has no top folder to compare with. Other tar
+        # files start like this, so it means "not a bundle", not "hostile".
+        raise BundleFormatError(
+            f"not a goldmaster bundle: its first member {name!r} is not inside a "
+            "NAME-VERSION folder"
+        )
     if len(parts) < 2:
         raise UnsafeMemberError(f"member {name!r} is outside the bundle's top folder")
     if top is not None and parts[0] != top:
@@ -488,7 +538,7 @@ class TarStream:
     they replace, so that every tar reader sees the same members.
     """
 
-    def __init__(self, source: _Decompressed) -> None:
+    def __init__(self, source: _Source) -> None:
         self._src = source
         self._pending = 0
         self._size = 0
@@ -660,9 +710,14 @@ class HashingFile:
 
 
 class BundleReader:
-    """Opens a bundle for one sequential pass over its members."""
+    """Opens a bundle for one sequential pass over its members.
 
-    def __init__(self, path: Path, hash_file: bool = False) -> None:
+    With ``head_only`` the reader decompresses only what is read, for callers
+    that stop after the manifest; otherwise a background thread decompresses
+    ahead of the reader.
+    """
+
+    def __init__(self, path: Path, hash_file: bool = False, head_only: bool = False) -> None:
         try:
             self._fh = open(path, "rb")
         except FileNotFoundError as exc:
@@ -677,7 +732,11 @@ class BundleReader:
             raise BundleFormatError(f"{path} is empty")
         self.hashing = HashingFile(self._fh) if hash_file else None
         source = self.hashing if self.hashing is not None else self._fh
-        self._stream = _Decompressed(source, MAX_MANIFEST_BYTES)  # type: ignore[arg-type]
+        self._stream: _OnDemand | _Decompressed
+        if head_only:
+            self._stream = _OnDemand(source, MAX_MANIFEST_BYTES)  # type: ignore[arg-type]
+        else:
+            self._stream = _Decompressed(source, MAX_MANIFEST_BYTES)  # type: ignore[arg-type]
         self.tar = TarStream(self._stream)
 
     def allow(self, total: int) -> None:

@@ -23,10 +23,11 @@ from .archive import (
     _HeadTooLarge,
     compress_head,
     rewrite_with_head,
+    safe_relpath,
 )
 from .codebase import snapshot_code
 from .environment import capture_environment
-from .errors import InputError, OutputError, UsageError
+from .errors import InputError, OutputError, UnsafeMemberError, UsageError
 from .fsutil import deferred_signals, fsync_dir, temporary_path, write_synced
 from .gpu import probe_system
 from .model import SourceFile, scan_model
@@ -83,7 +84,7 @@ class CaptureResult:
     sha256: str
     size: int
     manifest: dict[str, Any]
-    input_bytes: int
+    input_bytes: int  # archived content, each stored file once, without README and sums
     notices: list[str]
 
     def to_json(self) -> dict[str, Any]:
@@ -197,12 +198,12 @@ def _capture_with(options: CaptureOptions, reporter: Reporter, workdir: Path) ->
         reporter.step("capturing the Python environment")
     for section in _early_sections(options, data, workdir):
         _add_section(data, entries, notices, section)
+    _check_member_names(entries)
     check_capture(data, entries)
 
     final = options.output / f"{top}{manifest.SUFFIX}"
     _check_target(final, options.force)
-    input_bytes = sum(e.size for e in entries)
-    _check_free_space(options.output, input_bytes)
+    _check_free_space(options.output, sum(e.size for e in entries if e.link is None))
     reserve = _reserve_for(data, entries, top)
 
     reporter.step(f"writing {final.name}")
@@ -232,9 +233,14 @@ def _capture_with(options: CaptureOptions, reporter: Reporter, workdir: Path) ->
         sha256=digest,
         size=size,
         manifest=data,
-        input_bytes=sum(w.size for w in written),
+        input_bytes=_archived_bytes(written),
         notices=notices,
     )
+
+
+def _archived_bytes(written: list[WrittenFile]) -> int:
+    generated = ("README.txt", "SHA256SUMS")
+    return sum(w.size for w in written if w.link is None and w.arcname not in generated)
 
 
 def _check_options(options: CaptureOptions) -> None:
@@ -246,7 +252,13 @@ def _check_options(options: CaptureOptions) -> None:
         raise UsageError(f"invalid --threads {options.threads}", "use 0 for all cores, or a count")
     if options.output.exists() and not options.output.is_dir():
         raise InputError(f"output path is not a folder: {options.output}")
-    options.output.mkdir(parents=True, exist_ok=True)
+    try:
+        options.output.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(
+            f"cannot create output folder {options.output}: {exc.strerror}",
+            "pass an --output folder that can be created",
+        ) from exc
 
 
 def _default_name(model: Path) -> str:
@@ -297,7 +309,7 @@ def _read_mapping(path: Path | None, option: str) -> dict[str, Any]:
     except OSError as exc:
         raise InputError(f"cannot read {option} file {path}: {exc.strerror}") from exc
     try:
-        value = yaml.safe_load(raw.decode("utf-8")) if raw.strip() else None
+        value = _load_json_or_yaml(raw.decode("utf-8"))
     except (UnicodeDecodeError, yaml.YAMLError) as exc:
         raise InputError(f"{option} file {path} is not valid JSON or YAML: {exc}") from exc
     if not isinstance(value, dict):
@@ -306,6 +318,20 @@ def _read_mapping(path: Path | None, option: str) -> dict[str, Any]:
             'for example {"lr": 0.001, "epochs": 3}',
         )
     return {str(k): _plain(v) for k, v in value.items()}
+
+
+def _load_json_or_yaml(text: str) -> Any:
+    """Parse ``text`` as JSON when it is JSON, else as YAML.
+
+    PyYAML follows YAML 1.1, which reads a JSON number such as 1e-4 as a
+    string, so JSON goes first.
+    """
+    if not text.strip():
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return yaml.safe_load(text)
 
 
 def _plain(value: Any) -> Any:
@@ -341,6 +367,25 @@ def _part_entry(part: Part) -> _Entry:
         return _Entry(part.arcname, data=part.data, size=len(part.data))
     assert part.source is not None
     return _Entry(part.arcname, source=part.source, size=part.source.stat().st_size)
+
+
+def _check_member_names(entries: list[_Entry]) -> None:
+    """Reject, before anything is written, file names that SHA256SUMS cannot
+    hold or that verify and restore would reject as unsafe."""
+    hint = "rename the file or leave it out with --exclude"
+    for entry in entries:
+        try:
+            entry.arcname.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InputError(f"file name is not valid UTF-8: {entry.arcname!r}", hint) from None
+        try:
+            safe_relpath(f"top/{entry.arcname}", "top")
+        except UnsafeMemberError:
+            raise InputError(
+                f"file name cannot be stored in a bundle: {entry.arcname!r} "
+                "(backslashes and control characters such as newlines are not allowed)",
+                hint,
+            ) from None
 
 
 def _order(arcname: str) -> tuple[int, str]:

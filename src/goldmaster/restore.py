@@ -22,6 +22,8 @@ from .verify import BundleWalk, Sink, read_manifest
 STAGING_PREFIX = ".goldmaster-restore-"
 PARTIAL_NAME = ".goldmaster-partial"
 PARTIAL_MARKER = "RESTORE-INCOMPLETE.txt"
+# Smallest all-zero chunk that restore leaves as a hole instead of writing.
+ZERO_RUN = 64 << 10
 
 
 @dataclass
@@ -79,21 +81,47 @@ class _FileSink(Sink):
             )
         except OSError as exc:
             raise _write_error(self._name, exc) from exc
+        self._size = 0
 
     def write(self, view: memoryview) -> None:
         try:
+            if _is_zero_run(view):
+                # Leave a hole: the file reads back as zeros without using disk,
+                # so sparse files restore sparse.
+                os.lseek(self._fd, len(view), os.SEEK_CUR)
+                self._size += len(view)
+                return
             while view:
                 written = os.write(self._fd, view)
                 view = view[written:]
+                self._size += written
         except OSError as exc:
             os.close(self._fd)
             self._fd = -1
             raise _write_error(self._name, exc) from exc
 
     def close(self) -> None:
-        if self._fd >= 0:
+        if self._fd < 0:
+            return
+        try:
+            # A hole at the end exists only once the size is set.
+            os.ftruncate(self._fd, self._size)
+        except OSError as exc:
+            raise _write_error(self._name, exc) from exc
+        finally:
             os.close(self._fd)
             self._fd = -1
+
+
+def _is_zero_run(view: memoryview) -> bool:
+    """Tell whether ``view`` is long enough to be worth a hole and all zero.
+
+    The first and last bytes are checked before the full comparison, which
+    copies the chunk, so that ordinary weights cost almost nothing extra.
+    """
+    if len(view) < ZERO_RUN or view[0] or view[-1]:
+        return False
+    return view.tobytes() == bytes(len(view))
 
 
 class _LinkSink(Sink):
@@ -187,17 +215,16 @@ def restore(
     _check_free_space(dest, total)
     created = not dest.exists()
     staging = dest / f"{STAGING_PREFIX}{secrets.token_hex(4)}"
-    try:
-        dest.mkdir(parents=True, exist_ok=True)
-        staging.mkdir()
-    except OSError as exc:
-        raise DestinationError(f"cannot create {staging}: {exc.strerror}") from exc
 
     def sinks(member: Member, entry: dict[str, Any]) -> Sink:
         return _LinkSink(staging) if member.kind == "link" else _FileSink(staging, member)
 
     reporter.step(f"verifying and extracting {bundle.name}")
+    # Everything from the first folder created on is inside the try block, so
+    # that an error or Ctrl-C at any point removes what this restore made.
     try:
+        _make_folder(dest, parents=True)
+        _make_folder(staging, parents=False)
         walk = BundleWalk(bundle, strict=True, sinks=sinks)
         reporter.start(total, "extracting")
         report = walk.run(reporter.advance)
@@ -220,6 +247,15 @@ def _write_raw(staging: Path, raw: dict[str, bytes]) -> None:
             (staging / name).write_bytes(data)
         except OSError as exc:
             raise _write_error(name, exc) from exc
+
+
+def _make_folder(path: Path, parents: bool) -> None:
+    try:
+        path.mkdir(parents=parents, exist_ok=parents)
+    except OSError as exc:
+        raise DestinationError(
+            f"cannot create {path}: {exc.strerror}", "choose a destination you can write to"
+        ) from exc
 
 
 def _move_into_place(staging: Path, dest: Path) -> None:

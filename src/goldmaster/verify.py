@@ -79,7 +79,8 @@ class Sink:
         raise NotImplementedError
 
     def close(self) -> None:
-        """Finish the member after all its data has arrived and was checked."""
+        """Finish the member after its data has arrived, before its digest is
+        compared; also called when reading the data failed."""
 
     def link(self, member: Member, target: str) -> None:
         """Record ``member`` as another name for the earlier member ``target``."""
@@ -221,7 +222,11 @@ class BundleWalk:
             if progress is not None:
                 progress(len(view))
 
-        reader.tar.read_data(consume)
+        try:
+            reader.tar.read_data(consume)
+        finally:
+            if sink is not None:
+                sink.close()
         actual = digest.hexdigest()
         self._digests[member.path] = actual
         self.report.files += 1
@@ -229,8 +234,6 @@ class BundleWalk:
         if actual != entry["sha256"]:
             self.report.mismatched.append(Mismatch(member.path, entry["sha256"], actual))
             self._fail(f"member {member.path!r} does not match its sha256 in the manifest")
-        if sink is not None:
-            sink.close()
 
     def _link(self, member: Member, entry: dict[str, Any]) -> None:
         target = member.link or ""
@@ -291,6 +294,6 @@ def verify(path: Path, progress: Callable[[int], None] | None = None) -> VerifyR
 
 def read_manifest(path: Path) -> dict[str, Any]:
     """Return the manifest of a bundle, decompressing only its first frame."""
-    with BundleReader(path) as reader:
+    with BundleReader(path, head_only=True) as reader:
         return BundleWalk(path, strict=False).read_head(reader)
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 
 from ..capture import CaptureOptions, capture
 from ..console import human_bytes, print_json
@@ -21,14 +22,26 @@ def _parse_param(values: tuple[str, ...]) -> dict[str, Any]:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--param")
-        try:
-            value = yaml.safe_load(raw) if raw else ""
-        except yaml.YAMLError:
-            value = raw
-        if not isinstance(value, (str, int, float, bool)) or value is None:
-            value = raw
-        params[key] = value
+        params[key] = _param_value(raw)
     return params
+
+
+def _param_value(raw: str) -> Any:
+    """Return ``raw`` as a number or boolean when JSON reads it as one, else as
+    the string given.
+
+    YAML 1.1 rules would read 011 as 9, 1:30 as 90, on as true and 1e-4 as a
+    string, which is why JSON decides.
+    """
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return raw
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        return value
+    return raw
 
 
 @click.command()
@@ -37,7 +50,7 @@ def _parse_param(values: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--version", "version", help="Bundle version; default: the code's git commit.")
 @click.option("--code", type=click.Path(path_type=Path), help="Code folder; default: the current folder.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("."), show_default=True, help="Folder for the bundle and its .sha256 file.")
-@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="A hyperparameter to record; repeatable.")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="A hyperparameter to record; repeatable. Numbers and true/false are read as in JSON, anything else is kept as text.")
 @click.option("--params-file", type=click.Path(path_type=Path), help="JSON or YAML file of hyperparameters.")
 @click.option("--metrics-file", type=click.Path(path_type=Path), help="JSON or YAML file of metrics.")
 @click.option("--dataset", "datasets", multiple=True, metavar="URI", help="A dataset reference to record; repeatable.")

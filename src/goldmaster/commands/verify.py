@@ -14,7 +14,7 @@ from ..ociref import is_reference
 from ..progress import Reporter
 from ..registry import verify_remote
 from ..signing import SignatureCheck, check_signature, load_verifier
-from ..verify import verify
+from ..verify import read_manifest, verify
 from .common import output_options
 from .remote import insecure_option
 
@@ -37,10 +37,16 @@ def verify_command(bundle: str, as_json: bool, reporter: Reporter, **kwargs: Any
             raise click.UsageError("--key works on a local bundle; pull it first")
         report = verify_remote(bundle, insecure=kwargs["insecure"], reporter=reporter)
     else:
-        reporter.step(f"verifying {Path(bundle).name}")
-        report = verify(Path(bundle))
+        path = Path(bundle)
+        reporter.step(f"verifying {path.name}")
+        total = sum(entry["size"] for entry in read_manifest(path)["files"])
+        reporter.start(total, "verifying")
+        try:
+            report = verify(path, reporter.advance)
+        finally:
+            reporter.finish()
         if verifier is not None:
-            signature = check_signature(Path(bundle), report, verifier, kwargs["signature"])
+            signature = check_signature(path, report, verifier, kwargs["signature"])
     if as_json:
         extra = {"signature": signature.to_json()} if signature else {}
         print_json(report.to_json() | extra)
