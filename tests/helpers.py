@@ -205,6 +205,7 @@ def hf_cache(root: Path) -> dict[str, Any]:
 
 
 def run_capture(model: Path, code: Path, output: Path, **kwargs: Any) -> CaptureResult:
+    kwargs.setdefault("env", False)
     options = CaptureOptions(model=model, output=output, code=code, **kwargs)
     return capture(options)
 

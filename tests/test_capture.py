@@ -345,8 +345,7 @@ def test_invalid_options_rejected(
     inputs: Inputs, tmp_path: Path, field: str, value: object
 ) -> None:
     options = CaptureOptions(
-        model=inputs.model, output=tmp_path / "out", code=inputs.code
-    )
+        model=inputs.model, output=tmp_path / "out", code=inputs.code, env=False)
     setattr(options, field, value)
 
     with pytest.raises(UsageError) as info:

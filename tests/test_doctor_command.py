@@ -38,8 +38,7 @@ def bundle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cuda_venv: Path) -> 
         name="tiny",
         version="1",
         code=code,
-        python=cuda_venv,
-    )
+        python=cuda_venv, env=False)
     return capture(options).bundle
 
 
@@ -75,8 +74,7 @@ def test_capture_notices_runtime_the_driver_cannot_run(
 
     result = capture(
         CaptureOptions(
-            model=model, output=tmp_path / "out", code=tmp_path, python=cuda_venv
-        )
+            model=model, output=tmp_path / "out", code=tmp_path, python=cuda_venv, env=False)
     )
 
     notice = next(n for n in result.notices if "driver-too-old" in n)

@@ -142,8 +142,7 @@ def earlier_bundle(tmp_path: Path, output: Path) -> dict[str, bytes]:
         output=tmp_path / "earlier-out",
         code=code_folder(tmp_path),
         name=NAME,
-        version=VERSION,
-    )
+        version=VERSION, env=False)
     result = capture(options)
     output.mkdir(exist_ok=True)
     for path in (result.bundle, result.sidecar):
@@ -193,8 +192,7 @@ def test_capture_full_disk_midway(tmp_path: Path, small_fs: Callable) -> None:
         code=code_folder(tmp_path),
         name=NAME,
         version=VERSION,
-        force=True,
-    )
+        force=True, env=False)
 
     with pytest.raises(OutputError) as raised:
         capture(options, reporter)

@@ -94,7 +94,7 @@ def real_bundle(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     code = root / "code"
     code.mkdir()
     (code / "infer.py").write_text("print('hi')\n")
-    options = CaptureOptions(model=model, output=root / "out", code=code, version="1")
+    options = CaptureOptions(model=model, output=root / "out", code=code, version="1", env=False)
     return capture(options).bundle.read_bytes()
 
 

@@ -599,8 +599,7 @@ def test_real_bundle_with_long_and_unicode_names_restores(tmp_path: Path) -> Non
     code.mkdir()
     (code / "infer.py").write_text("print(1)\n")
     options = CaptureOptions(
-        model=model, output=tmp_path / "out", code=code, version="1"
-    )
+        model=model, output=tmp_path / "out", code=code, version="1", env=False)
     bundle = capture(options).bundle
 
     report = verify(bundle)

@@ -247,8 +247,7 @@ def test_capture_keeps_planted_credentials_out(planted: dict) -> None:
         params={
             "mirror": f"https://carol:{param_password}@mirror.example.invalid/simple",
             "lr": 0.1,
-        },
-    )
+        }, env=False)
 
     result = capture(options)
 
@@ -298,8 +297,7 @@ def test_capture_fails_on_token_in_uncommitted_diff(planted: dict) -> None:
     token = FAKES["AWS access key id"]
     (planted["repo"] / ".env").write_text(f"AWS_ACCESS_KEY_ID={token}\n")
     options = CaptureOptions(
-        model=planted["model"], output=planted["out"], code=planted["repo"]
-    )
+        model=planted["model"], output=planted["out"], code=planted["repo"], env=False)
 
     with pytest.raises(SecretFoundError) as raised:
         capture(options)
@@ -317,7 +315,7 @@ def test_capture_fails_on_password_in_lockfile(planted: dict) -> None:
     )
     git(repo, "add", "requirements.txt")
     git(repo, "commit", "-q", "-m", "pin")
-    options = CaptureOptions(model=planted["model"], output=planted["out"], code=repo)
+    options = CaptureOptions(model=planted["model"], output=planted["out"], code=repo, env=False)
 
     with pytest.raises(SecretFoundError) as raised:
         capture(options)

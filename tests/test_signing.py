@@ -51,8 +51,7 @@ def make_bundle(root: Path, weights: bytes = b"w" * 5000, force: bool = False) -
     code.mkdir(exist_ok=True)
     (code / "infer.py").write_text("print('infer')\n")
     options = CaptureOptions(
-        model=model, output=root / "out", code=code, name="m", version="1", force=force
-    )
+        model=model, output=root / "out", code=code, name="m", version="1", force=force, env=False)
     return capture(options).bundle
 
 
