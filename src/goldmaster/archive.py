@@ -1,0 +1,596 @@
+"""The bundle container: a tar stream split over several zstd frames.
+
+Layout of a bundle file, in order:
+
+1. a zstd frame holding the tar member ``TOP/manifest.yaml``;
+2. a zstd skippable frame that pads the space reserved for that first frame;
+3. one zstd frame per run of members compressed at the same level;
+4. a last frame with README.txt, SHA256SUMS and the tar end-of-archive blocks.
+
+Concatenated zstd frames decompress to one stream, and decoders skip
+skippable frames, so ``tar --zstd -xf`` reads the file as one plain tar. The
+manifest is written last into the reserved space at the start, which lets
+capture hash every file while it compresses it and still put the manifest
+first, where ``inspect`` finds it after decompressing a few kilobytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import queue
+import stat
+import struct
+import tarfile
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import zstandard
+
+from .errors import BundleFormatError, InputError, SourceChangedError, UnsafeMemberError
+
+BLOCK = 512
+RECORD = 20 * BLOCK
+CHUNK = 4 << 20
+SKIPPABLE_MAGIC = 0x184D2A50
+SKIPPABLE_HEADER = 8
+MAX_MANIFEST_BYTES = 64 << 20
+# Extra header bytes allowed per member when capping decompressed output.
+HEADER_ALLOWANCE = 8 * BLOCK
+
+ProgressFn = Callable[[int], None]
+
+
+def _noop(_: int) -> None:
+    pass
+
+
+# ---------------------------------------------------------------------------
+# Writing
+
+
+def tar_header(name: str, size: int, mtime: int, mode: int = 0o644, link: str = "") -> bytes:
+    """Return the PAX tar header for a regular file or a hard link, with owner
+    and group normalised to root so that bundles are byte-reproducible."""
+    info = tarfile.TarInfo(name)
+    info.size = 0 if link else size
+    info.mtime = mtime
+    info.mode = mode
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    if link:
+        info.type = tarfile.LNKTYPE
+        info.linkname = link
+    return info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8", errors="strict")
+
+
+def padding(size: int) -> bytes:
+    return b"\0" * (-size % BLOCK)
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    """A member that the writer stored, with the digest of its content."""
+
+    arcname: str
+    size: int
+    sha256: str
+    link: str | None = None
+
+
+class _Frames:
+    """Writes zstd frames at the current position of a file, one level at a time."""
+
+    def __init__(self, fh: BinaryIO, threads: int) -> None:
+        self._fh = fh
+        # threads >= 1 selects zstd's multi-threaded mode, whose output does not
+        # depend on the number of workers, so bundles match across --threads.
+        self._threads = max(1, threads)
+        self._writer: zstandard.ZstdCompressionWriter | None = None
+        self._level: int | None = None
+
+    def write(self, data: bytes | memoryview, level: int) -> None:
+        if self._writer is None or level != self._level:
+            self.finish()
+            params = zstandard.ZstdCompressionParameters.from_level(
+                level, threads=self._threads, write_checksum=True
+            )
+            compressor = zstandard.ZstdCompressor(compression_params=params)
+            self._writer = compressor.stream_writer(self._fh, closefd=False)
+            self._level = level
+        self._writer.write(data)
+
+    def finish(self) -> None:
+        if self._writer is not None:
+            self._writer.flush(zstandard.FLUSH_FRAME)
+            self._writer = None
+            self._level = None
+
+
+class BundleWriter:
+    """Streams members into a bundle file, hashing each byte as it is compressed.
+
+    The caller writes the body with :meth:`add_file` and :meth:`add_bytes`,
+    then :meth:`close` with the tail members and the manifest text. The first
+    ``head_reserve`` bytes of the file are left for the manifest frame.
+    """
+
+    def __init__(
+        self,
+        fh: BinaryIO,
+        top: str,
+        mtime: int,
+        threads: int,
+        head_reserve: int,
+        progress: ProgressFn = _noop,
+    ) -> None:
+        self._fh = fh
+        self._top = top
+        self._mtime = mtime
+        self._frames = _Frames(fh, threads)
+        self._head_reserve = head_reserve
+        self._progress = progress
+        self._buffer = bytearray(CHUNK)
+        self.files: list[WrittenFile] = []
+        fh.seek(head_reserve)
+
+    def _name(self, arcname: str) -> str:
+        return f"{self._top}/{arcname}"
+
+    def add_bytes(self, arcname: str, data: bytes, level: int, mode: int = 0o644) -> WrittenFile:
+        header = tar_header(self._name(arcname), len(data), self._mtime, mode)
+        self._frames.write(header + data + padding(len(data)), level)
+        written = WrittenFile(arcname, len(data), hashlib.sha256(data).hexdigest())
+        self.files.append(written)
+        return written
+
+    def add_link(self, arcname: str, target: WrittenFile, level: int) -> WrittenFile:
+        header = tar_header(self._name(arcname), 0, self._mtime, link=self._name(target.arcname))
+        self._frames.write(header, level)
+        written = WrittenFile(arcname, target.size, target.sha256, link=target.arcname)
+        self.files.append(written)
+        return written
+
+    def add_file(self, arcname: str, source: Path, level: int, mode: int = 0o644) -> WrittenFile:
+        """Stream ``source`` into the bundle and fail if it changes meanwhile."""
+        try:
+            fd = os.open(source, os.O_RDONLY)
+        except OSError as exc:
+            raise InputError(f"cannot read {source}: {exc.strerror}") from exc
+        try:
+            before = os.fstat(fd)
+            if not stat.S_ISREG(before.st_mode):
+                raise InputError(f"{source} is not a regular file")
+            size = before.st_size
+            self._frames.write(tar_header(self._name(arcname), size, self._mtime, mode), level)
+            digest = self._stream(fd, source, size, level)
+            self._check_unchanged(fd, source, before)
+        finally:
+            os.close(fd)
+        self._frames.write(padding(size), level)
+        written = WrittenFile(arcname, size, digest)
+        self.files.append(written)
+        return written
+
+    def _stream(self, fd: int, source: Path, size: int, level: int) -> str:
+        digest = hashlib.sha256()
+        view = memoryview(self._buffer)
+        remaining = size
+        while remaining:
+            try:
+                count = os.readv(fd, [view[: min(CHUNK, remaining)]])
+            except OSError as exc:
+                raise InputError(f"read error in {source}: {exc.strerror}") from exc
+            if count == 0:
+                raise SourceChangedError(
+                    f"{source} shrank while it was read",
+                    "make sure nothing writes to the model or code while capturing",
+                )
+            chunk = view[:count]
+            digest.update(chunk)
+            self._frames.write(chunk, level)
+            remaining -= count
+            self._progress(count)
+        return digest.hexdigest()
+
+    @staticmethod
+    def _check_unchanged(fd: int, source: Path, before: os.stat_result) -> None:
+        after = os.fstat(fd)
+        grew = os.pread(fd, 1, before.st_size) != b""
+        if grew or after.st_size != before.st_size or after.st_mtime_ns != before.st_mtime_ns:
+            raise SourceChangedError(
+                f"{source} changed while it was read",
+                "make sure nothing writes to the model or code while capturing",
+            )
+
+    def close(self, tail: list[tuple[str, bytes]], manifest: bytes, level: int) -> None:
+        """Write the tail members, the end of the archive, then the manifest frame."""
+        for arcname, data in tail:
+            self.add_bytes(arcname, data, level)
+        self._frames.write(b"\0" * (2 * BLOCK), level)
+        self._frames.finish()
+        self._write_head(manifest)
+
+    def _write_head(self, manifest: bytes) -> None:
+        head = head_tar(self._top, manifest, self._mtime)
+        frame = zstandard.ZstdCompressor(level=19, write_checksum=True).compress(head)
+        gap = self._head_reserve - len(frame) - SKIPPABLE_HEADER
+        if gap < 0:
+            raise _HeadTooLarge(frame)
+        self._fh.seek(0)
+        self._fh.write(frame)
+        self._fh.write(struct.pack("<II", SKIPPABLE_MAGIC, gap))
+        # The gap itself stays a hole in the file: zeros on read, no disk used.
+        self._fh.seek(0, os.SEEK_END)
+
+
+class _HeadTooLarge(Exception):
+    """The manifest frame did not fit the reserved space."""
+
+    def __init__(self, frame: bytes) -> None:
+        super().__init__("manifest frame larger than reserved")
+        self.frame = frame
+
+
+def head_tar(top: str, manifest: bytes, mtime: int) -> bytes:
+    name = f"{top}/manifest.yaml"
+    return tar_header(name, len(manifest), mtime) + manifest + padding(len(manifest))
+
+
+def compress_head(top: str, manifest: bytes) -> bytes:
+    """Return the zstd frame that holds the manifest member."""
+    head = head_tar(top, manifest, 0)
+    return zstandard.ZstdCompressor(level=19, write_checksum=True).compress(head)
+
+
+def rewrite_with_head(tmp: Path, frame: bytes, body_start: int, out: BinaryIO) -> None:
+    """Copy a bundle whose manifest frame outgrew its reserve into ``out``,
+    with ``frame`` and a zero-length skippable frame in front of the body."""
+    out.write(frame)
+    out.write(struct.pack("<II", SKIPPABLE_MAGIC, 0))
+    out.flush()
+    with open(tmp, "rb") as src:
+        size = os.fstat(src.fileno()).st_size - body_start
+        offset = body_start
+        while size:
+            sent = os.copy_file_range(src.fileno(), out.fileno(), size, offset)
+            if sent == 0:
+                break
+            offset += sent
+            size -= sent
+
+
+# ---------------------------------------------------------------------------
+# Reading
+
+
+class _Decompressed:
+    """Decompresses a bundle in a background thread and serves the output.
+
+    The thread lets decompression overlap with the hashing done by the
+    reader. ``limit`` caps the total output so that a stream that expands far
+    beyond its declared sizes is stopped early; it can be raised once the
+    manifest has told how much to expect.
+    """
+
+    def __init__(self, fh: BinaryIO, limit: int) -> None:
+        self.limit = limit
+        self.produced = 0
+        self._queue: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=8)
+        self._stop = threading.Event()
+        self._buffer = b""
+        self._offset = 0
+        self._done = False
+        reader = zstandard.ZstdDecompressor().stream_reader(
+            fh, read_size=1 << 20, read_across_frames=True, closefd=False
+        )
+        self._thread = threading.Thread(target=self._run, args=(reader,), daemon=True)
+        self._thread.start()
+
+    def _run(self, reader: zstandard.ZstdDecompressionReader) -> None:
+        try:
+            while not self._stop.is_set():
+                chunk = reader.read(CHUNK)
+                if not chunk:
+                    self._put(None)
+                    return
+                self._put(chunk)
+        except zstandard.ZstdError as exc:
+            self._put(exc)
+        except OSError as exc:
+            self._put(exc)
+
+    def _put(self, item: bytes | BaseException | None) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def close(self) -> None:
+        self._stop.set()
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        self._thread.join(timeout=5)
+
+    def _fill(self) -> bool:
+        if self._done:
+            return False
+        item = self._queue.get()
+        if item is None:
+            self._done = True
+            return False
+        if isinstance(item, BaseException):
+            self._done = True
+            raise BundleFormatError(_zstd_message(item)) from item
+        self.produced += len(item)
+        if self.produced > self.limit:
+            raise BundleFormatError(
+                "the bundle decompresses to more bytes than its manifest declares",
+                "the file is corrupt or hostile: do not use it",
+            )
+        self._buffer = item
+        self._offset = 0
+        return True
+
+    def read(self, size: int) -> memoryview:
+        """Return up to ``size`` bytes; fewer only at the end of the stream."""
+        if self._offset >= len(self._buffer) and not self._fill():
+            return memoryview(b"")
+        view = memoryview(self._buffer)[self._offset : self._offset + size]
+        self._offset += len(view)
+        return view
+
+    def read_exact(self, size: int) -> bytes:
+        parts = []
+        while size:
+            view = self.read(size)
+            if not view:
+                raise BundleFormatError("the bundle is truncated", "copy it again from its source")
+            parts.append(bytes(view))
+            size -= len(view)
+        return b"".join(parts)
+
+
+def _zstd_message(exc: BaseException) -> str:
+    text = str(exc)
+    if "Unknown frame descriptor" in text or "unknown frame" in text.lower():
+        return "not a zstd-compressed file"
+    if isinstance(exc, OSError):
+        return f"read failed: {exc}"
+    return f"the zstd stream is corrupt or truncated ({text})"
+
+
+@dataclass
+class Member:
+    """One tar member as read from a bundle, its name relative to the top folder."""
+
+    path: str
+    kind: str  # "file", "link" or "dir"
+    size: int
+    link: str | None
+    mode: int
+
+
+def _parse_pax(data: bytes, member: str) -> dict[str, str]:
+    records: dict[str, str] = {}
+    pos = 0
+    while pos < len(data):
+        if data[pos] == 0:
+            break
+        space = data.find(b" ", pos)
+        if space < 0:
+            raise BundleFormatError(f"malformed PAX header near {member!r}")
+        try:
+            length = int(data[pos:space])
+        except ValueError as exc:
+            raise BundleFormatError(f"malformed PAX header near {member!r}") from exc
+        if length <= space - pos or pos + length > len(data):
+            raise BundleFormatError(f"malformed PAX header near {member!r}")
+        record = data[space + 1 : pos + length - 1]
+        key, sep, value = record.partition(b"=")
+        if not sep:
+            raise BundleFormatError(f"malformed PAX header near {member!r}")
+        records[key.decode("utf-8", "replace")] = value.decode("utf-8", "surrogateescape")
+        pos += length
+    return records
+
+
+def safe_relpath(name: str, top: str | None) -> tuple[str, str]:
+    """Split a member name into its top folder and a safe relative path, or raise.
+
+    Rejected: absolute paths, ``..`` and ``.`` components, empty components,
+    backslashes and control characters.
+    """
+    if not name or name.startswith("/") or "\\" in name or any(ord(c) < 32 for c in name):
+        raise UnsafeMemberError(f"unsafe member name {name!r}", "do not restore this bundle")
+    parts = name.rstrip("/").split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise UnsafeMemberError(f"unsafe member name {name!r}", "do not restore this bundle")
+    if len(parts) < 2:
+        raise UnsafeMemberError(f"member {name!r} is outside the bundle's top folder")
+    if top is not None and parts[0] != top:
+        raise UnsafeMemberError(
+            f"member {name!r} is outside the bundle's top folder {top!r}"
+        )
+    return parts[0], "/".join(parts[1:])
+
+
+class TarStream:
+    """A strict, streaming tar reader over a decompressed bundle.
+
+    Only regular files, hard links and directories are accepted; every other
+    type (symbolic links, devices, FIFOs) is rejected with its name.
+    """
+
+    def __init__(self, source: _Decompressed) -> None:
+        self._src = source
+        self._pending = 0
+        self.top: str | None = None
+
+    def __iter__(self) -> Iterator[Member]:
+        return self
+
+    def __next__(self) -> Member:
+        self.skip_data()
+        pax: dict[str, str] = {}
+        while True:
+            block = self._src.read_exact(BLOCK)
+            if block == b"\0" * BLOCK:
+                raise StopIteration
+            try:
+                info = tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+            except tarfile.HeaderError as exc:
+                raise BundleFormatError(f"corrupt tar header: {exc}") from exc
+            if info.type in (tarfile.XHDTYPE, tarfile.XGLTYPE):
+                if info.size > MAX_MANIFEST_BYTES:
+                    raise BundleFormatError(f"PAX header of {info.size} bytes is too large")
+                data = self._src.read_exact(info.size + len(padding(info.size)))
+                if info.type == tarfile.XHDTYPE:
+                    pax.update(_parse_pax(data[: info.size], info.name))
+                continue
+            if info.type in (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK):
+                raise UnsafeMemberError(f"GNU long-name header near {info.name!r} is not allowed")
+            return self._member(info, pax)
+
+    def _member(self, info: tarfile.TarInfo, pax: dict[str, str]) -> Member:
+        name = pax.get("path", info.name)
+        size = info.size
+        if "size" in pax:
+            try:
+                size = int(pax["size"])
+            except ValueError as exc:
+                raise BundleFormatError(f"invalid PAX size for {name!r}") from exc
+        if size < 0:
+            raise BundleFormatError(f"negative size for {name!r}")
+        top, rel = safe_relpath(name, self.top)
+        self.top = top
+        if info.type in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE):
+            kind = "file"
+            link = None
+        elif info.type == tarfile.LNKTYPE:
+            kind = "link"
+            _, link = safe_relpath(pax.get("linkpath", info.linkname), top)
+            size = 0
+        elif info.type == tarfile.DIRTYPE:
+            kind = "dir"
+            link = None
+            size = 0
+        else:
+            raise UnsafeMemberError(
+                f"member {name!r} is a {_type_name(info.type)}, which bundles never contain",
+                "do not restore this bundle",
+            )
+        self._pending = size + len(padding(size))
+        self._size = size
+        return Member(rel, kind, size, link, info.mode & 0o777)
+
+    def read_data(self, sink: Callable[[memoryview], None]) -> None:
+        """Pass the current member's data to ``sink`` in chunks."""
+        remaining = self._size
+        while remaining:
+            view = self._src.read(min(CHUNK, remaining))
+            if not view:
+                raise BundleFormatError("the bundle is truncated", "copy it again from its source")
+            sink(view)
+            remaining -= len(view)
+            self._pending -= len(view)
+        self._size = 0
+
+    def skip_data(self) -> None:
+        while self._pending:
+            view = self._src.read(min(CHUNK, self._pending))
+            if not view:
+                raise BundleFormatError("the bundle is truncated", "copy it again from its source")
+            self._pending -= len(view)
+        self._size = 0
+
+    def read_all(self) -> bytes:
+        chunks: list[bytes] = []
+        self.read_data(lambda view: chunks.append(bytes(view)))
+        self.skip_data()
+        return b"".join(chunks)
+
+
+def _type_name(kind: bytes) -> str:
+    names = {
+        tarfile.SYMTYPE: "symbolic link",
+        tarfile.CHRTYPE: "character device",
+        tarfile.BLKTYPE: "block device",
+        tarfile.FIFOTYPE: "FIFO",
+    }
+    return names.get(kind, f"tar member of type {kind!r}")
+
+
+class HashingFile:
+    """A read-only file wrapper that hashes every byte read through it."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self._fh = fh
+        self.digest = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._fh.read(size)
+        self.digest.update(data)
+        return data
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        count = self._fh.readinto(buffer)  # type: ignore[attr-defined]
+        self.digest.update(memoryview(buffer)[:count])
+        return count
+
+    def finish(self) -> str:
+        """Hash the rest of the file and return the hex digest of all of it."""
+        while chunk := self._fh.read(CHUNK):
+            self.digest.update(chunk)
+        return self.digest.hexdigest()
+
+
+class BundleReader:
+    """Opens a bundle for one sequential pass over its members."""
+
+    def __init__(self, path: Path, hash_file: bool = False) -> None:
+        try:
+            self._fh = open(path, "rb")
+        except FileNotFoundError as exc:
+            raise InputError(f"bundle not found: {path}") from exc
+        except IsADirectoryError as exc:
+            raise InputError(f"{path} is a folder, not a bundle file") from exc
+        except OSError as exc:
+            raise InputError(f"cannot read {path}: {exc.strerror}") from exc
+        self.size = os.fstat(self._fh.fileno()).st_size
+        if self.size == 0:
+            self._fh.close()
+            raise BundleFormatError(f"{path} is empty")
+        self.hashing = HashingFile(self._fh) if hash_file else None
+        source = self.hashing if self.hashing is not None else self._fh
+        self._stream = _Decompressed(source, MAX_MANIFEST_BYTES)  # type: ignore[arg-type]
+        self.tar = TarStream(self._stream)
+
+    def allow(self, total: int) -> None:
+        """Raise the cap on decompressed bytes once the manifest declares sizes."""
+        self._stream.limit = total
+
+    def file_digest(self) -> str:
+        """Stop decompressing, hash the rest of the file and return the sha256
+        of the whole bundle file. Needs ``hash_file=True``."""
+        assert self.hashing is not None
+        self._stream.close()
+        return self.hashing.finish()
+
+    def close(self) -> None:
+        self._stream.close()
+        self._fh.close()
+
+    def __enter__(self) -> BundleReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,424 @@
+"""Capture: write a golden-master bundle of a model, its code and its context."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import __version__, manifest
+from .archive import (
+    SKIPPABLE_HEADER,
+    BundleWriter,
+    WrittenFile,
+    _HeadTooLarge,
+    compress_head,
+    rewrite_with_head,
+)
+from .codebase import snapshot_code
+from .errors import InputError, UsageError
+from .fsutil import atomic_write_bytes, fsync_dir, temporary_path
+from .model import SourceFile, scan_model
+from .parts import Part, Section
+from .progress import Reporter
+from .redact import redact_url
+
+# Room left in the reserved manifest frame for what is only known after the
+# body is written (the image section and its files).
+HEAD_SLACK = 8 << 10
+FREE_SPACE_MARGIN = 64 << 20
+
+# Member groups in bundle order, each compressed at the weights level or the
+# text level.
+GROUPS = ["code", "git", "env", "system", "checks", "weights", "image"]
+BULK_PREFIXES = ("weights/", "image/", "env/wheels/")
+
+
+@dataclass
+class CaptureOptions:
+    """Everything that ``goldmaster capture`` takes from its command line."""
+
+    model: Path
+    output: Path
+    name: str | None = None
+    version: str | None = None
+    code: Path | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    params_file: Path | None = None
+    metrics_file: Path | None = None
+    datasets: list[str] = field(default_factory=list)
+    excludes: list[str] = field(default_factory=list)
+    includes: list[str] = field(default_factory=list)
+    level: int = 3
+    text_level: int = 9
+    threads: int = 0
+    force: bool = False
+
+
+@dataclass
+class CaptureResult:
+    """Where the bundle went and what it holds."""
+
+    bundle: Path
+    sidecar: Path
+    sha256: str
+    size: int
+    manifest: dict[str, Any]
+    input_bytes: int
+    notices: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": "goldmaster.capture/v1",
+            "bundle": str(self.bundle),
+            "sidecar": str(self.sidecar),
+            "sha256": self.sha256,
+            "size": self.size,
+            "name": self.manifest["name"],
+            "version": self.manifest["version"],
+            "created": self.manifest["created"],
+            "files": len(self.manifest["files"]),
+            "input_bytes": self.input_bytes,
+            "notices": self.notices,
+        }
+
+
+@dataclass
+class _Entry:
+    """One body member: from a file, from memory, or a link to another member."""
+
+    arcname: str
+    source: Path | None = None
+    data: bytes | None = None
+    link: str | None = None
+    size: int = 0
+
+
+def _early_sections(options: CaptureOptions, data: dict[str, Any]) -> list[Section]:
+    """Run the probes whose results are known before the body is written."""
+    return []
+
+
+def _late_sections(options: CaptureOptions, data: dict[str, Any]) -> list[Section]:
+    """Run the probes that need the hashed manifest so far, such as the image
+    build, which labels the image with the manifest's digest."""
+    return []
+
+
+def source_date_epoch() -> int:
+    """Return SOURCE_DATE_EPOCH when set (for reproducible bundles), else now."""
+    value = os.environ.get("SOURCE_DATE_EPOCH")
+    if value is None or value == "":
+        return int(time.time())
+    try:
+        epoch = int(value)
+    except ValueError as exc:
+        raise UsageError(
+            f"invalid SOURCE_DATE_EPOCH {value!r}", "set it to a number of seconds since 1970"
+        ) from exc
+    if epoch < 0:
+        raise UsageError(f"invalid SOURCE_DATE_EPOCH {value!r}", "use a non-negative number")
+    return epoch
+
+
+def capture(options: CaptureOptions, reporter: Reporter | None = None) -> CaptureResult:
+    """Write ``OUTPUT/NAME-VERSION.gm.tar.zst`` and its ``.sha256`` sidecar."""
+    reporter = reporter or Reporter()
+    _check_options(options)
+    created = source_date_epoch()
+
+    reporter.step("scanning the model")
+    model = scan_model(options.model, options.excludes)
+    code_folder = options.code if options.code is not None else Path.cwd()
+    reporter.step("reading the code and its git state")
+    skip = [options.model, options.output]
+    code = snapshot_code(code_folder, options.excludes, options.includes, skip)
+
+    name = manifest.check_name(options.name or _default_name(options.model), "name")
+    version = manifest.check_name(options.version or _default_version(code.info, created), "version")
+    top = manifest.top_folder(name, version)
+    data = _base_manifest(options, name, version, created, model.info, code.info)
+    notices = model.notices + code.notices
+
+    entries = _entries(model.files, model.links, code.files, code.extra)
+    for section in _early_sections(options, data):
+        _add_section(data, entries, notices, section)
+
+    final = options.output / f"{top}{manifest.SUFFIX}"
+    _check_target(final, options.force)
+    input_bytes = sum(e.size for e in entries)
+    _check_free_space(options.output, input_bytes)
+    reserve = _reserve_for(data, entries, top)
+
+    reporter.step(f"writing {final.name}")
+    with temporary_path(final) as tmp:
+        written, data, frame = _write(
+            tmp, top, created, options, data, entries, reserve, reporter, notices
+        )
+        if frame is not None:
+            _move_body_after(tmp, frame, reserve)
+        digest, size = _file_digest(tmp)
+        os.replace(tmp, final)
+    atomic_write_bytes(final.with_name(final.name + ".sha256"), f"{digest}  {final.name}\n".encode())
+    fsync_dir(final.parent)
+    for notice in notices:
+        reporter.notice(notice)
+    return CaptureResult(
+        bundle=final,
+        sidecar=final.with_name(final.name + ".sha256"),
+        sha256=digest,
+        size=size,
+        manifest=data,
+        input_bytes=sum(w.size for w in written),
+        notices=notices,
+    )
+
+
+def _check_options(options: CaptureOptions) -> None:
+    if not 1 <= options.level <= 22:
+        raise UsageError(f"invalid --level {options.level}", "use a zstd level from 1 to 22")
+    if not 1 <= options.text_level <= 22:
+        raise UsageError(f"invalid text level {options.text_level}", "use a zstd level from 1 to 22")
+    if options.threads < 0:
+        raise UsageError(f"invalid --threads {options.threads}", "use 0 for all cores, or a count")
+    if options.output.exists() and not options.output.is_dir():
+        raise InputError(f"output path is not a folder: {options.output}")
+    options.output.mkdir(parents=True, exist_ok=True)
+
+
+def _default_name(model: Path) -> str:
+    stem = model.name if model.is_dir() else model.stem
+    cleaned = "".join(c if c.isalnum() or c in "._+-" else "-" for c in stem).strip(".-_+")
+    return cleaned or "model"
+
+
+def _default_version(code_info: dict[str, Any], created: int) -> str:
+    git = code_info.get("git")
+    if git and git.get("commit"):
+        return "g" + git["commit"][:12] + ("-dirty" if git["dirty"] else "")
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(created))
+
+
+def _base_manifest(
+    options: CaptureOptions,
+    name: str,
+    version: str,
+    created: int,
+    model_info: dict[str, Any],
+    code_info: dict[str, Any],
+) -> dict[str, Any]:
+    params = dict(_read_mapping(options.params_file, "--params-file"))
+    params.update(options.params)
+    return {
+        "schema": manifest.SCHEMA,
+        "goldmaster": __version__,
+        "name": name,
+        "version": version,
+        "created": manifest.timestamp(created),
+        "model": model_info,
+        "code": code_info,
+        "params": dict(sorted(params.items())),
+        "metrics": dict(sorted(_read_mapping(options.metrics_file, "--metrics-file").items())),
+        "datasets": [redact_url(uri) for uri in options.datasets],
+    }
+
+
+def _read_mapping(path: Path | None, option: str) -> dict[str, Any]:
+    """Read a JSON or YAML file that holds one mapping of names to values."""
+    if path is None:
+        return {}
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise InputError(f"{option} file not found: {path}") from exc
+    except OSError as exc:
+        raise InputError(f"cannot read {option} file {path}: {exc.strerror}") from exc
+    try:
+        value = yaml.safe_load(raw.decode("utf-8")) if raw.strip() else None
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise InputError(f"{option} file {path} is not valid JSON or YAML: {exc}") from exc
+    if not isinstance(value, dict):
+        raise InputError(
+            f"{option} file {path} must hold a mapping of names to values",
+            'for example {"lr": 0.001, "epochs": 3}',
+        )
+    return {str(k): _plain(v) for k, v in value.items()}
+
+
+def _plain(value: Any) -> Any:
+    """Turn YAML-only types such as dates into JSON-compatible values."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def _entries(
+    model_files: list[SourceFile],
+    model_links: dict[str, str],
+    code_files: list[SourceFile],
+    code_extra: dict[str, bytes],
+) -> list[_Entry]:
+    entries = [_Entry(f.arcname, source=f.path, size=f.size) for f in model_files + code_files]
+    sizes = {f.arcname: f.size for f in model_files}
+    entries += [_Entry(a, link=t, size=sizes[t]) for a, t in model_links.items()]
+    entries += [_Entry(a, data=d, size=len(d)) for a, d in code_extra.items()]
+    return entries
+
+
+def _add_section(
+    data: dict[str, Any], entries: list[_Entry], notices: list[str], section: Section
+) -> None:
+    if section.name in data:
+        raise ValueError(f"two probes wrote the manifest section {section.name!r}")
+    data[section.name] = section.data
+    entries.extend(_part_entry(part) for part in section.parts)
+    notices.extend(section.notices)
+
+
+def _part_entry(part: Part) -> _Entry:
+    if part.data is not None:
+        return _Entry(part.arcname, data=part.data, size=len(part.data))
+    assert part.source is not None
+    return _Entry(part.arcname, source=part.source, size=part.source.stat().st_size)
+
+
+def _order(arcname: str) -> tuple[int, str]:
+    group = arcname.split("/", 1)[0]
+    rank = GROUPS.index(group) if group in GROUPS else len(GROUPS)
+    return rank, arcname
+
+
+def _level(arcname: str, options: CaptureOptions) -> int:
+    return options.level if arcname.startswith(BULK_PREFIXES) else options.text_level
+
+
+def _check_target(final: Path, force: bool) -> None:
+    if final.exists() and not force:
+        raise InputError(
+            f"bundle already exists: {final}",
+            "pass --force to replace it, or choose another --version",
+        )
+
+
+def _check_free_space(folder: Path, needed: int) -> None:
+    """Fail before writing when the output file system cannot hold the bundle.
+
+    Compression usually shrinks the input, but weights shrink little, so the
+    whole input size is asked for.
+    """
+    free = shutil.disk_usage(folder).free
+    if free < needed + FREE_SPACE_MARGIN:
+        raise InputError(
+            f"not enough free space in {folder}: {_mb(free)} free, "
+            f"up to {_mb(needed + FREE_SPACE_MARGIN)} needed",
+            "free some space or write the bundle elsewhere with --output",
+        )
+
+
+def _mb(count: int) -> str:
+    return f"{count / 1e6:,.0f} MB"
+
+
+def _reserve_for(data: dict[str, Any], entries: list[_Entry], top: str) -> int:
+    """Size the space at the start of the file for the manifest frame.
+
+    The manifest is compressed with stand-in digests, which compress like the
+    real ones; the margin covers the image section added after the body. A
+    manifest that still outgrows the space costs one copy of the body.
+    """
+    placeholder = [
+        {"path": e.arcname, "size": e.size, "sha256": hashlib.sha256(e.arcname.encode()).hexdigest()}
+        for e in entries + [_Entry("README.txt", size=4096)]
+    ]
+    template = dict(data, files=sorted(placeholder, key=lambda f: f["path"]))
+    frame = len(compress_head(top, manifest.dump(template)))
+    return frame + frame // 16 + HEAD_SLACK + SKIPPABLE_HEADER
+
+
+def _write(
+    tmp: Path,
+    top: str,
+    created: int,
+    options: CaptureOptions,
+    data: dict[str, Any],
+    entries: list[_Entry],
+    reserve: int,
+    reporter: Reporter,
+    notices: list[str],
+) -> tuple[list[WrittenFile], dict[str, Any], bytes | None]:
+    """Write the bundle into ``tmp``. Return the files written, the final
+    manifest, and the manifest frame when it did not fit its reserve."""
+    frame = None
+    threads = options.threads or os.cpu_count() or 1
+    with open(tmp, "wb") as fh:
+        writer = BundleWriter(fh, top, created, threads, reserve, reporter.advance)
+        reporter.start(sum(e.size for e in entries if e.source is not None), "hashing and compressing")
+        _write_entries(writer, sorted(entries, key=lambda e: _order(e.arcname)), options)
+        reporter.finish()
+        for section in _late_sections(options, _with_files(data, writer.files)):
+            late: list[_Entry] = []
+            _add_section(data, late, notices, section)
+            _write_entries(writer, sorted(late, key=lambda e: _order(e.arcname)), options)
+        readme = manifest.readme(data)
+        readme_entry = WrittenFile("README.txt", len(readme), hashlib.sha256(readme).hexdigest())
+        final = _with_files(data, writer.files + [readme_entry])
+        text = manifest.dump(final)
+        sums = manifest.sha256sums(
+            [(w.arcname, w.sha256) for w in writer.files + [readme_entry]]
+            + [("manifest.yaml", hashlib.sha256(text).hexdigest())]
+        )
+        try:
+            writer.close([("README.txt", readme), ("SHA256SUMS", sums)], text, options.text_level)
+        except _HeadTooLarge as exc:
+            frame = exc.frame
+        fh.flush()
+        os.fsync(fh.fileno())
+    return writer.files, final, frame
+
+
+def _write_entries(writer: BundleWriter, entries: list[_Entry], options: CaptureOptions) -> None:
+    written: dict[str, WrittenFile] = {}
+    for entry in entries:
+        level = _level(entry.arcname, options)
+        if entry.link is not None:
+            written[entry.arcname] = writer.add_link(entry.arcname, written[entry.link], level)
+        elif entry.source is not None:
+            written[entry.arcname] = writer.add_file(entry.arcname, entry.source, level)
+        else:
+            assert entry.data is not None
+            written[entry.arcname] = writer.add_bytes(entry.arcname, entry.data, level)
+
+
+def _with_files(data: dict[str, Any], files: list[WrittenFile]) -> dict[str, Any]:
+    listing = []
+    for item in sorted(files, key=lambda w: w.arcname):
+        entry: dict[str, Any] = {"path": item.arcname, "size": item.size, "sha256": item.sha256}
+        if item.link:
+            entry["same_as"] = item.link
+        listing.append(entry)
+    return dict(data, files=listing)
+
+
+def _move_body_after(tmp: Path, frame: bytes, reserve: int) -> None:
+    """Rebuild ``tmp`` with ``frame`` in front of the body. Only a manifest that
+    grew past the slack after the body was written needs this extra copy."""
+    with temporary_path(tmp) as second:
+        with open(second, "wb") as out:
+            rewrite_with_head(tmp, frame, reserve, out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(second, tmp)
+
+
+def _file_digest(path: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(4 << 20):
+            digest.update(chunk)
+        size = fh.tell()
+    return digest.hexdigest(), size

@@ -1,0 +1,28 @@
+"""The goldmaster command line: parses options and calls the library."""
+
+from __future__ import annotations
+
+import click
+
+from . import __version__
+from .commands.capture import capture_command
+from .commands.inspect import inspect_command
+from .commands.restore import restore_command
+from .commands.verify import verify_command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="goldmaster")
+def cli() -> None:
+    """Archive a trained model with its code, environment, GPU stack and
+    container image as one verifiable, reproducible bundle."""
+
+
+cli.add_command(capture_command, "capture")
+cli.add_command(verify_command, "verify")
+cli.add_command(inspect_command, "inspect")
+cli.add_command(restore_command, "restore")
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,1 @@
+"""One module per goldmaster command; cli.py registers them."""

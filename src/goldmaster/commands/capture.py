@@ -1,0 +1,85 @@
+"""goldmaster capture."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from ..capture import CaptureOptions, capture
+from ..console import human_bytes, print_json
+from ..progress import Reporter
+from .common import output_options
+
+
+def _parse_param(values: tuple[str, ...]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--param")
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError:
+            value = raw
+        if not isinstance(value, (str, int, float, bool)) or value is None:
+            value = raw
+        params[key] = value
+    return params
+
+
+@click.command()
+@click.argument("model_path", type=click.Path(path_type=Path))
+@click.option("--name", help="Bundle name; default: the model folder's name.")
+@click.option("--version", "version", help="Bundle version; default: the code's git commit.")
+@click.option("--code", type=click.Path(path_type=Path), help="Code folder; default: the current folder.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("."), show_default=True, help="Folder for the bundle and its .sha256 file.")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="A hyperparameter to record; repeatable.")
+@click.option("--params-file", type=click.Path(path_type=Path), help="JSON or YAML file of hyperparameters.")
+@click.option("--metrics-file", type=click.Path(path_type=Path), help="JSON or YAML file of metrics.")
+@click.option("--dataset", "datasets", multiple=True, metavar="URI", help="A dataset reference to record; repeatable.")
+@click.option("--exclude", "excludes", multiple=True, metavar="GLOB", help="Leave out matching model and code files; repeatable.")
+@click.option("--include", "includes", multiple=True, metavar="GLOB", help="Keep credential-like code files that match; repeatable.")
+@click.option("--level", type=int, default=3, show_default=True, help="zstd level for weights, wheels and images (1-22).")
+@click.option("--text-level", type=int, default=9, show_default=True, help="zstd level for code and text (1-22).")
+@click.option("--threads", type=int, default=0, show_default=True, help="Compression threads; 0 uses every core.")
+@click.option("--force", is_flag=True, help="Replace a bundle of the same name and version.")
+@output_options
+def capture_command(
+    model_path: Path,
+    params: tuple[str, ...],
+    datasets: tuple[str, ...],
+    excludes: tuple[str, ...],
+    includes: tuple[str, ...],
+    as_json: bool,
+    reporter: Reporter,
+    **kwargs: Any,
+) -> None:
+    """Write a golden-master bundle of MODEL_PATH, a model file or folder."""
+    options = CaptureOptions(
+        model=model_path,
+        output=kwargs["output"],
+        name=kwargs["name"],
+        version=kwargs["version"],
+        code=kwargs["code"],
+        params=_parse_param(params),
+        params_file=kwargs["params_file"],
+        metrics_file=kwargs["metrics_file"],
+        datasets=list(datasets),
+        excludes=list(excludes),
+        includes=list(includes),
+        level=kwargs["level"],
+        text_level=kwargs["text_level"],
+        threads=kwargs["threads"],
+        force=kwargs["force"],
+    )
+    result = capture(options, reporter)
+    if as_json:
+        print_json(result.to_json())
+        return
+    click.echo(
+        f"{result.bundle}  {human_bytes(result.size)} from {human_bytes(result.input_bytes)}"
+        f"  sha256 {result.sha256}"
+    )

@@ -1,0 +1,29 @@
+"""goldmaster restore."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..console import human_bytes, print_json
+from ..progress import Reporter
+from ..restore import RestoreOptions, restore
+from .common import output_options
+
+
+@click.command()
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.argument("dest", type=click.Path(path_type=Path))
+@click.option("--force", is_flag=True, help="Restore into a folder that is not empty, replacing what the bundle contains.")
+@click.option("--keep-partial", is_flag=True, help="On failure, keep what was extracted in a marked folder.")
+@output_options
+def restore_command(bundle: Path, dest: Path, as_json: bool, reporter: Reporter, **kwargs: Any) -> None:
+    """Verify BUNDLE while extracting it into DEST, then rebuild what it records."""
+    options = RestoreOptions(force=kwargs["force"], keep_partial=kwargs["keep_partial"])
+    result = restore(bundle, dest, options, reporter)
+    if as_json:
+        print_json(result.to_json())
+        return
+    click.echo(f"restored {result.files} files, {human_bytes(result.bytes)}, into {result.dest}")

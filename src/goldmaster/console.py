@@ -1,0 +1,190 @@
+"""Terminal output: progress, step lines, errors and the inspect page."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from .progress import Reporter
+
+
+def make_console(stream: Any = None) -> Console:
+    """A console on stderr whose colour follows NO_COLOR and whether it is a terminal."""
+    stream = stream or sys.stderr
+    return Console(
+        file=stream,
+        no_color=bool(os.environ.get("NO_COLOR")),
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+class ConsoleReporter(Reporter):
+    """Draws a byte progress bar on a terminal and writes step lines otherwise."""
+
+    def __init__(self, console: Console, quiet: bool = False, verbose: bool = False) -> None:
+        self.console = console
+        self.quiet = quiet
+        self.verbose = verbose
+        self._progress: Progress | None = None
+        self._task: Any = None
+
+    def step(self, message: str) -> None:
+        if not self.quiet:
+            self.console.print(f"[bold]goldmaster:[/bold] {message}", markup=True)
+
+    def notice(self, message: str) -> None:
+        self.console.print(f"[yellow]Notice:[/yellow] {message}", markup=True)
+
+    def start(self, total: int, label: str) -> None:
+        if self.quiet or not self.console.is_terminal:
+            return
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task(label, total=total)
+
+    def advance(self, count: int) -> None:
+        if self._progress is not None:
+            self._progress.advance(self._task, count)
+
+    def finish(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
+def print_json(data: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def human_bytes(count: int | float | None) -> str:
+    if count is None:
+        return "-"
+    value = float(count)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"
+
+
+def _kv_table(title: str, rows: list[tuple[str, Any]]) -> Table:
+    table = Table(title=title, title_justify="left", show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column()
+    for key, value in rows:
+        if value is None or value == "" or value == [] or value == {}:
+            continue
+        table.add_row(key, str(value))
+    return table
+
+
+def render_manifest(console: Console, manifest: dict[str, Any]) -> None:
+    """Print the manifest as a readable page."""
+    model = manifest.get("model", {})
+    console.print(
+        _kv_table(
+            f"{manifest.get('name')} {manifest.get('version')}",
+            [
+                ("created", manifest.get("created")),
+                ("goldmaster", manifest.get("goldmaster")),
+                ("schema", manifest.get("schema")),
+            ],
+        )
+    )
+    console.print()
+    console.print(
+        _kv_table(
+            "Model",
+            [
+                ("format", model.get("format")),
+                ("files", model.get("files")),
+                ("size", human_bytes(model.get("bytes"))),
+                ("parameters", f"{model['parameters']:,}" if "parameters" in model else None),
+                ("dtypes", _inline(model.get("dtypes"))),
+                ("huggingface", _inline(model.get("huggingface"))),
+            ],
+        )
+    )
+    _render_code(console, manifest.get("code", {}))
+    _render_mapping(console, "Parameters", manifest.get("params"))
+    _render_mapping(console, "Metrics", manifest.get("metrics"))
+    if manifest.get("datasets"):
+        console.print()
+        console.print(_kv_table("Datasets", [("", d) for d in manifest["datasets"]]))
+    _render_files(console, manifest.get("files", []))
+
+
+def _inline(value: Any) -> str | None:
+    if not value:
+        return None
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def _render_code(console: Console, code: dict[str, Any]) -> None:
+    git = code.get("git") or {}
+    remote = git.get("remote") or {}
+    console.print()
+    console.print(
+        _kv_table(
+            "Code",
+            [
+                ("files", code.get("files")),
+                ("size", human_bytes(code.get("bytes"))),
+                ("git remote", remote.get("url")),
+                ("commit", git.get("commit")),
+                ("branch", git.get("branch")),
+                ("dirty", git.get("dirty") if git else None),
+                ("untracked", len(git.get("untracked", [])) if git else None),
+                ("left out", _inline(code.get("left_out_secrets"))),
+            ],
+        )
+    )
+
+
+def _render_mapping(console: Console, title: str, mapping: dict[str, Any] | None) -> None:
+    if mapping:
+        console.print()
+        console.print(_kv_table(title, list(mapping.items())))
+
+
+def _render_files(console: Console, files: list[dict[str, Any]]) -> None:
+    console.print()
+    groups: dict[str, list[int]] = {}
+    for entry in files:
+        group = entry["path"].split("/", 1)[0] if "/" in entry["path"] else "."
+        count_size = groups.setdefault(group, [0, 0])
+        count_size[0] += 1
+        count_size[1] += entry["size"]
+    table = Table(title="Files", title_justify="left", box=None, pad_edge=False)
+    table.add_column("folder", style="bold")
+    table.add_column("files", justify="right")
+    table.add_column("size", justify="right")
+    for group, (count, size) in sorted(groups.items()):
+        table.add_row(group, str(count), human_bytes(size))
+    console.print(table)

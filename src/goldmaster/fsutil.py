@@ -1,0 +1,46 @@
+"""File-system helpers: atomic writes and temporary files beside their target."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+TEMP_MARK = ".goldmaster-tmp-"
+
+
+@contextlib.contextmanager
+def temporary_path(final: Path) -> Iterator[Path]:
+    """Yield a free temporary path in the folder of ``final`` and remove it on
+    the way out, whether the block succeeded, failed or was interrupted.
+
+    The block renames the file to its final name when it is complete; the
+    temporary name is hidden and marked so that leftovers are recognisable.
+    """
+    tmp = final.with_name(f".{final.name}{TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        yield tmp
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one."""
+    with temporary_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    fsync_dir(path.parent)

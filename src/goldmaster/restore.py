@@ -1,0 +1,222 @@
+"""Restore: verify a bundle while extracting it safely into a destination."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .archive import Member
+from .errors import DestinationError, UnsafeMemberError
+from .progress import Reporter
+from .verify import BundleWalk, Sink, read_manifest
+
+STAGING_PREFIX = ".goldmaster-restore-"
+PARTIAL_NAME = ".goldmaster-partial"
+PARTIAL_MARKER = "RESTORE-INCOMPLETE.txt"
+
+
+@dataclass
+class RestoreOptions:
+    """What ``goldmaster restore`` takes from its command line."""
+
+    force: bool = False
+    keep_partial: bool = False
+
+
+@dataclass
+class RestoreResult:
+    """What a restore wrote and what its later stages reported."""
+
+    bundle: Path
+    dest: Path
+    manifest: dict[str, Any]
+    files: int
+    bytes: int
+    stages: dict[str, Any] = field(default_factory=dict)
+    notices: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": "goldmaster.restore/v1",
+            "bundle": str(self.bundle),
+            "dest": str(self.dest),
+            "name": self.manifest.get("name"),
+            "version": self.manifest.get("version"),
+            "files": self.files,
+            "bytes": self.bytes,
+            "stages": self.stages,
+            "notices": self.notices,
+        }
+
+
+class _FileSink(Sink):
+    """Writes one member under the staging folder, refusing to follow links."""
+
+    def __init__(self, root: Path, member: Member) -> None:
+        self._root = root
+        self._path = root / member.path
+        self._name = member.path
+        _make_parents(root, member.path)
+        try:
+            self._fd = os.open(
+                self._path,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                member.mode & 0o755 or 0o644,
+            )
+        except OSError as exc:
+            raise _write_error(self._name, exc) from exc
+
+    def write(self, view: memoryview) -> None:
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+        except OSError as exc:
+            os.close(self._fd)
+            self._fd = -1
+            raise _write_error(self._name, exc) from exc
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+class _LinkSink(Sink):
+    def __init__(self, root: Path) -> None:
+        self._root = root
+
+    def write(self, view: memoryview) -> None:
+        raise AssertionError("a link member has no data")
+
+    def link(self, member: Member, target: str) -> None:
+        _make_parents(self._root, member.path)
+        source = self._root / target
+        dest = self._root / member.path
+        try:
+            os.link(source, dest, follow_symlinks=False)
+        except OSError:
+            try:
+                shutil.copyfile(source, dest, follow_symlinks=False)
+            except OSError as exc:
+                raise _write_error(member.path, exc) from exc
+
+
+def _make_parents(root: Path, relpath: str) -> None:
+    """Create the folders above ``relpath`` inside ``root``; none of them may
+    be anything but a real folder that this restore made."""
+    folder = root
+    for part in relpath.split("/")[:-1]:
+        folder = folder / part
+        try:
+            os.mkdir(folder, 0o755)
+        except FileExistsError:
+            if folder.is_symlink() or not folder.is_dir():
+                raise UnsafeMemberError(
+                    f"member {relpath!r} would be written through {part!r}, which is not a folder",
+                    "do not restore this bundle",
+                ) from None
+
+
+def _write_error(name: str, exc: OSError) -> DestinationError:
+    if exc.errno == errno.ENOSPC:
+        return DestinationError(
+            f"no space left on the device while writing {name}",
+            "free some space or restore elsewhere",
+        )
+    if exc.errno == errno.EEXIST:
+        return UnsafeMemberError(f"member {name!r} is written twice", "do not restore this bundle")
+    return DestinationError(f"cannot write {name}: {exc.strerror}")
+
+
+def _check_destination(dest: Path, force: bool) -> None:
+    if dest.exists() and not dest.is_dir():
+        raise DestinationError(f"destination is not a folder: {dest}")
+    if dest.is_dir() and any(dest.iterdir()) and not force:
+        raise DestinationError(
+            f"destination is not empty: {dest}",
+            "choose an empty folder, or pass --force to replace what the bundle contains",
+        )
+
+
+def restore(
+    bundle: Path,
+    dest: Path,
+    options: RestoreOptions | None = None,
+    reporter: Reporter | None = None,
+) -> RestoreResult:
+    """Verify ``bundle`` while extracting it into ``dest`` (without its top
+    folder), then run the later restore stages.
+
+    Files land in a staging folder inside ``dest`` and move into place only
+    after every member has been checked, so a failed restore leaves ``dest``
+    as it was, or, with ``keep_partial``, a marked partial folder.
+    """
+    options = options or RestoreOptions()
+    reporter = reporter or Reporter()
+    _check_destination(dest, options.force)
+    total = sum(entry["size"] for entry in read_manifest(bundle)["files"])
+    created = not dest.exists()
+    dest.mkdir(parents=True, exist_ok=True)
+    staging = dest / f"{STAGING_PREFIX}{secrets.token_hex(4)}"
+    staging.mkdir()
+
+    def sinks(member: Member, entry: dict[str, Any]) -> Sink:
+        return _LinkSink(staging) if member.kind == "link" else _FileSink(staging, member)
+
+    reporter.step(f"verifying and extracting {bundle.name}")
+    try:
+        walk = BundleWalk(bundle, strict=True, sinks=sinks)
+        reporter.start(total, "extracting")
+        report = walk.run(reporter.advance)
+        reporter.finish()
+        for name, raw in walk.raw.items():
+            (staging / name).write_bytes(raw)
+        _move_into_place(staging, dest)
+    except BaseException:
+        reporter.finish()
+        _discard(staging, dest if created else None, options.keep_partial)
+        raise
+    result = RestoreResult(bundle, dest, report.manifest, report.files, report.bytes)
+    _later_stages(result, options, reporter)
+    return result
+
+
+def _move_into_place(staging: Path, dest: Path) -> None:
+    for entry in sorted(staging.iterdir()):
+        target = dest / entry.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif target.exists() or target.is_symlink():
+            target.unlink()
+        os.rename(entry, target)
+    staging.rmdir()
+
+
+def _discard(staging: Path, created: Path | None, keep: bool) -> None:
+    """Remove the staging folder, and the destination when this restore made
+    it; or, with ``keep``, rename the staging folder to a marked name."""
+    if not keep:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created is not None:
+            with contextlib.suppress(OSError):
+                created.rmdir()
+        return
+    marked = staging.parent / PARTIAL_NAME
+    if marked.exists():
+        shutil.rmtree(marked, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        os.rename(staging, marked)
+        (marked / PARTIAL_MARKER).write_text(
+            "This restore failed part way. The files here were not all verified.\n"
+        )
+
+
+def _later_stages(result: RestoreResult, options: RestoreOptions, reporter: Reporter) -> None:
+    """Run what follows extraction: environment, host comparison, image, checks."""

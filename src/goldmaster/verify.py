@@ -1,0 +1,269 @@
+"""Read a bundle member by member and check every byte against its manifest."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import manifest as manifest_mod
+from .archive import HEADER_ALLOWANCE, MAX_MANIFEST_BYTES, BundleReader, Member
+from .errors import BundleFormatError, UnsafeMemberError
+
+SPECIAL = ("manifest.yaml", "SHA256SUMS")
+
+
+@dataclass
+class Mismatch:
+    """A member whose size or digest differs from what the manifest records."""
+
+    path: str
+    expected: str
+    actual: str
+
+
+@dataclass
+class VerifyReport:
+    """The outcome of checking one bundle."""
+
+    bundle: str
+    manifest: dict[str, Any]
+    mismatched: list[Mismatch] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)
+    sums_mismatched: list[str] = field(default_factory=list)
+    sidecar: str = "absent"
+    files: int = 0
+    bytes: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not (
+            self.mismatched
+            or self.missing
+            or self.extra
+            or self.sums_mismatched
+            or self.sidecar == "mismatch"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": "goldmaster.verify/v1",
+            "bundle": self.bundle,
+            "ok": self.ok,
+            "name": self.manifest.get("name"),
+            "version": self.manifest.get("version"),
+            "files": self.files,
+            "bytes": self.bytes,
+            "mismatched": [vars(m) for m in self.mismatched],
+            "missing": self.missing,
+            "extra": self.extra,
+            "sha256sums_mismatched": self.sums_mismatched,
+            "sidecar": self.sidecar,
+        }
+
+
+# A sink receives one member's data in chunks; ``None`` means "only hash it".
+SinkFactory = Callable[[Member, dict[str, Any]], "Sink | None"]
+
+
+class Sink:
+    """Receives a member's data; restore writes it to disk."""
+
+    def write(self, view: memoryview) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Finish the member after all its data has arrived and was checked."""
+
+    def link(self, member: Member, target: str) -> None:
+        """Record ``member`` as another name for the earlier member ``target``."""
+
+
+class BundleWalk:
+    """One pass over a bundle: validates every member, hashes every byte and
+    hands data to an optional sink.
+
+    ``strict`` turns every finding into an exception at the member that caused
+    it, before any of its data reaches the sink; restore uses it.
+    """
+
+    def __init__(self, path: Path, strict: bool, sinks: SinkFactory | None = None) -> None:
+        self.path = path
+        self.strict = strict
+        self.sinks = sinks
+        self.report = VerifyReport(bundle=str(path), manifest={})
+        self._digests: dict[str, str] = {}
+        self._kinds: dict[str, str] = {}
+        self._sums: dict[str, str] | None = None
+        self.raw: dict[str, bytes] = {}  # manifest.yaml and SHA256SUMS as read
+
+    def run(self, progress: Callable[[int], None] | None = None) -> VerifyReport:
+        with BundleReader(self.path, hash_file=True) as reader:
+            manifest = self.read_head(reader)
+            expected = {entry["path"]: entry for entry in manifest["files"]}
+            total = sum(e["size"] for e in manifest["files"])
+            reader.allow(total + HEADER_ALLOWANCE * (len(expected) + 8) + 2 * MAX_MANIFEST_BYTES)
+            for member in reader.tar:
+                self._member(reader, member, expected, progress)
+            file_digest = reader.file_digest()
+        self._finish(expected)
+        self._check_sidecar(file_digest)
+        return self.report
+
+    def read_head(self, reader: BundleReader) -> dict[str, Any]:
+        try:
+            first = next(reader.tar)
+        except StopIteration:
+            raise BundleFormatError(f"{self.path} is an empty archive") from None
+        if first.path != "manifest.yaml" or first.kind != "file":
+            raise BundleFormatError(
+                f"not a goldmaster bundle: the first member is {first.path!r}, not manifest.yaml"
+            )
+        if first.size > MAX_MANIFEST_BYTES:
+            raise BundleFormatError(f"manifest.yaml of {first.size} bytes is too large")
+        raw = reader.tar.read_all()
+        manifest = manifest_mod.load(raw)
+        self.raw["manifest.yaml"] = raw
+        top = manifest_mod.top_folder(str(manifest.get("name")), str(manifest.get("version")))
+        if reader.tar.top != top:
+            raise BundleFormatError(
+                f"top folder {reader.tar.top!r} does not match the manifest's {top!r}"
+            )
+        self._digests["manifest.yaml"] = hashlib.sha256(raw).hexdigest()
+        self._kinds["manifest.yaml"] = "file"
+        self.report.manifest = manifest
+        return manifest
+
+    def _fail(self, message: str) -> None:
+        if self.strict:
+            raise UnsafeMemberError(message, "do not restore this bundle")
+
+    def _member(
+        self,
+        reader: BundleReader,
+        member: Member,
+        expected: dict[str, dict[str, Any]],
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        if member.path in self._kinds:
+            raise UnsafeMemberError(f"duplicate member {member.path!r}", "do not restore this bundle")
+        self._kinds[member.path] = member.kind
+        if member.kind == "dir":
+            return
+        if member.path == "SHA256SUMS" and member.kind == "file":
+            if member.size > MAX_MANIFEST_BYTES:
+                raise BundleFormatError(f"SHA256SUMS of {member.size} bytes is too large")
+            raw = reader.tar.read_all()
+            self._sums = manifest_mod.parse_sha256sums(raw)
+            self.raw["SHA256SUMS"] = raw
+            self._digests["SHA256SUMS"] = hashlib.sha256(raw).hexdigest()
+            return
+        entry = expected.get(member.path)
+        if entry is None:
+            self.report.extra.append(member.path)
+            self._fail(f"member {member.path!r} is not listed in the manifest")
+            return
+        if member.kind == "link":
+            self._link(member, entry)
+            return
+        if member.size != entry["size"]:
+            self.report.mismatched.append(
+                Mismatch(member.path, f"{entry['size']} bytes", f"{member.size} bytes")
+            )
+            self._fail(f"member {member.path!r} is {member.size} bytes, the manifest says {entry['size']}")
+            return
+        self._file(reader, member, entry, progress)
+
+    def _file(
+        self,
+        reader: BundleReader,
+        member: Member,
+        entry: dict[str, Any],
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        digest = hashlib.sha256()
+        sink = self.sinks(member, entry) if self.sinks else None
+
+        def consume(view: memoryview) -> None:
+            digest.update(view)
+            if sink is not None:
+                sink.write(view)
+            if progress is not None:
+                progress(len(view))
+
+        reader.tar.read_data(consume)
+        actual = digest.hexdigest()
+        self._digests[member.path] = actual
+        self.report.files += 1
+        self.report.bytes += member.size
+        if actual != entry["sha256"]:
+            self.report.mismatched.append(Mismatch(member.path, entry["sha256"], actual))
+            self._fail(f"member {member.path!r} does not match its sha256 in the manifest")
+        if sink is not None:
+            sink.close()
+
+    def _link(self, member: Member, entry: dict[str, Any]) -> None:
+        target = member.link or ""
+        if self._kinds.get(target) != "file" or target in SPECIAL:
+            raise UnsafeMemberError(
+                f"hard link {member.path!r} points to {target!r}, which is not an earlier file",
+                "do not restore this bundle",
+            )
+        actual = self._digests.get(target, "")
+        self._digests[member.path] = actual
+        self.report.files += 1
+        if actual != entry["sha256"]:
+            self.report.mismatched.append(Mismatch(member.path, entry["sha256"], actual))
+            self._fail(f"member {member.path!r} does not match its sha256 in the manifest")
+        if self.sinks is not None:
+            sink = self.sinks(member, entry)
+            if sink is not None:
+                sink.link(member, target)
+
+    def _finish(self, expected: dict[str, dict[str, Any]]) -> None:
+        self.report.missing = sorted(p for p in expected if p not in self._digests)
+        if self.report.missing:
+            self._fail(f"{len(self.report.missing)} files listed in the manifest are missing, "
+                       f"first {self.report.missing[0]!r}")
+        if self._sums is None:
+            self.report.sums_mismatched.append("SHA256SUMS")
+            self._fail("the bundle has no SHA256SUMS member")
+            return
+        covered = set(self._digests) - {"SHA256SUMS"}
+        for path in sorted(covered | set(self._sums)):
+            if self._sums.get(path) != self._digests.get(path):
+                self.report.sums_mismatched.append(path)
+        if self.report.sums_mismatched:
+            self._fail(f"SHA256SUMS disagrees on {self.report.sums_mismatched[0]!r}")
+
+    def _check_sidecar(self, file_digest: str) -> None:
+        sidecar = self.path.with_name(self.path.name + ".sha256")
+        if not sidecar.exists():
+            return
+        try:
+            text = sidecar.read_text(encoding="utf-8").split()
+        except (OSError, UnicodeDecodeError):
+            self.report.sidecar = "invalid"
+            return
+        if not text or len(text[0]) != 64:
+            self.report.sidecar = "invalid"
+            return
+        self.report.sidecar = "match" if text[0] == file_digest else "mismatch"
+        if self.report.sidecar == "mismatch":
+            self._fail(f"{sidecar.name} does not match the bundle file")
+
+
+def verify(path: Path, progress: Callable[[int], None] | None = None) -> VerifyReport:
+    """Re-hash every member of a bundle and compare with the manifest,
+    SHA256SUMS and the sidecar checksum file."""
+    return BundleWalk(path, strict=False).run(progress)
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """Return the manifest of a bundle, decompressing only its first frame."""
+    with BundleReader(path) as reader:
+        return BundleWalk(path, strict=False).read_head(reader)
+
