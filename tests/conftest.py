@@ -1,1 +1,7 @@
-from engine_fixtures import base_image, engine, registry  # noqa: F401
+from engine_fixtures import (  # noqa: F401
+    base_image,
+    engine,
+    engine_client,
+    engine_host,
+    registry,
+)

@@ -6,7 +6,8 @@ that needs them is skipped when they do not respond, unless
 GOLDMASTER_REQUIRE_SERVICES=1 (as in CI), which makes it fail instead.
 
 Import the fixtures into a conftest.py with
-``from engine_fixtures import base_image, engine, registry``.
+``from engine_fixtures import base_image, engine, engine_client, engine_host,
+registry``.
 """
 
 from __future__ import annotations
@@ -49,17 +50,32 @@ def services_unavailable(reason: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def engine() -> Any:
-    """A Docker SDK client for the test engine.
+def engine_host() -> str:
+    """The test engine's address: DOCKER_HOST when set, else the services' socket."""
+    return os.environ.get("DOCKER_HOST") or TEST_DOCKER_HOST
 
-    DOCKER_HOST is set to the test engine's socket for the whole session when
-    it was unset, so that library code under test finds the same engine.
-    """
-    os.environ.setdefault("DOCKER_HOST", TEST_DOCKER_HOST)
+
+@pytest.fixture(scope="session")
+def engine_client(engine_host: str) -> Any:
+    """A Docker SDK client for the test engine, shared by the whole session."""
     try:
-        return container.connect()
+        return container.connect(engine_host)
     except EngineError as exc:
         services_unavailable(exc.message)
+
+
+@pytest.fixture
+def engine(
+    engine_client: Any, engine_host: str, monkeypatch: pytest.MonkeyPatch
+) -> Any:
+    """A Docker SDK client for the test engine, with DOCKER_HOST set for this test.
+
+    Library code under test then connects to the same engine. Tests without
+    this fixture keep the caller's DOCKER_HOST, so they never build images
+    by accident.
+    """
+    monkeypatch.setenv("DOCKER_HOST", engine_host)
+    return engine_client
 
 
 @pytest.fixture(scope="session")
@@ -75,7 +91,7 @@ def registry() -> str:
     return url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def base_image(engine: Any) -> BaseImages:
     """The names of the locally built base images, checked to be in the engine."""
     for name in BASE_IMAGES:

@@ -32,16 +32,19 @@ INFERENCE_SCRIPT = (
 )
 
 
-def make_manifest(name: str, indexes: list[str] | None = None) -> dict:
+def make_manifest(name: str, index_url: str = "https://pypi.org/simple") -> dict:
     environment: dict = {
-        "python": {"version": "3.11.2"},
+        "interpreter": {"version": "3.11.2", "major_minor": "3.11"},
         "distributions": [
             {"name": "tinymodel", "version": "1.0", "requested": True},
             {"name": "pip", "version": "23.0.1", "requested": False},
         ],
+        "index": {
+            "effective": {"index_url": index_url, "extra_index_urls": []},
+            "sources": [],
+        },
+        "wheels": {"vendored": True, "count": 1, "missing": []},
     }
-    if indexes is not None:
-        environment["indexes"] = indexes
     return {
         "name": name,
         "version": "1.0",
@@ -110,7 +113,6 @@ def test_image_section_builds_and_saves(engine, base_image, image_tag, tmp_path)
         parts,
         workdir,
         base_image=base_image.python,
-        vendored=True,
         tags=[image_tag],
     )
 
@@ -263,7 +265,12 @@ def test_index_credentials_stay_out_of_image(
 
     with basic_auth_index(wheels, "builder", password) as (index_url, requests_seen):
         recorded = index_url.replace("http://", "http://REDACTED@")
-        manifest = make_manifest("tiny", indexes=[recorded])
+        manifest = make_manifest("tiny", index_url=recorded)
+        manifest["environment"]["wheels"] = {
+            "vendored": False,
+            "count": 0,
+            "missing": [],
+        }
         with_credentials = index_url.replace("http://", f"http://builder:{password}@")
         monkeypatch.setenv("PIP_INDEX_URL", with_credentials)
         section = image_section(
@@ -325,6 +332,17 @@ def test_image_section_without_engine_keeps_dockerfile(monkeypatch, tmp_path):
     assert len(section.notices) == 1
     assert "not reachable" in section.notices[0]
     assert b"FROM python:3.11-slim" in section.parts[0].data
+
+
+def test_image_section_without_environment_skips(tmp_path):
+    manifest = make_manifest("tiny")
+    del manifest["environment"]
+
+    section = image_section(manifest, [], tmp_path)
+
+    assert section.parts == []
+    assert section.data["built"] is False
+    assert "no Python environment" in section.notices[0]
 
 
 def test_default_tag_is_valid_reference():

@@ -133,6 +133,7 @@ def render_manifest(console: Console, manifest: dict[str, Any]) -> None:
     if manifest.get("datasets"):
         console.print()
         console.print(_kv_table("Datasets", [("", d) for d in manifest["datasets"]]))
+    _render_image(console, manifest.get("image"))
     _render_files(console, manifest.get("files", []))
 
 
@@ -162,6 +163,35 @@ def _render_code(console: Console, code: dict[str, Any]) -> None:
                 ("dirty", git.get("dirty") if git else None),
                 ("untracked", len(git.get("untracked", [])) if git else None),
                 ("left out", _inline(code.get("left_out_secrets"))),
+            ],
+        )
+    )
+
+
+def _render_image(console: Console, image: dict[str, Any] | None) -> None:
+    if not image:
+        return
+    base = image.get("base_image") or {}
+    engine = image.get("engine") or {}
+    weights = image.get("weights")
+    if weights == "mounted":
+        weights = f"mounted at {image.get('weights_path')}"
+    console.print()
+    console.print(
+        _kv_table(
+            "Image",
+            [
+                ("built", "yes" if image.get("built") else "no"),
+                ("reason", image.get("reason")),
+                ("id", image.get("id")),
+                ("tags", _inline(image.get("tags"))),
+                ("size", human_bytes(image["size"]) if image.get("size") else None),
+                ("saved", image.get("archive") if image.get("saved") else "no"),
+                ("dockerfile", image.get("dockerfile")),
+                ("base image", base.get("ref")),
+                ("base digest", base.get("digest") or base.get("id")),
+                ("weights", weights),
+                ("engine", " ".join(filter(None, [engine.get("name"), engine.get("version")]))),
             ],
         )
     )

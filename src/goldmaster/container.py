@@ -108,17 +108,19 @@ def docker_host() -> str:
     return os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
 
 
-def connect(timeout: float | None = 60) -> docker.DockerClient:
-    """Connect to the engine at DOCKER_HOST or the default socket.
+def connect(host: str | None = None, timeout: float | None = 60) -> docker.DockerClient:
+    """Connect to the engine at ``host``, else DOCKER_HOST or the default socket.
 
     The API version is negotiated with the engine. ``timeout`` applies to
     short requests, while builds, saves, loads and container waits run
-    without one.
-    Raises EngineError when the engine is unreachable.
+    without one. Raises EngineError when the engine is unreachable.
     """
-    host = docker_host()
+    host = host or docker_host()
+    environment = dict(os.environ, DOCKER_HOST=host)
     try:
-        client = docker.from_env(version="auto", timeout=timeout)
+        client = docker.from_env(
+            version="auto", timeout=timeout, environment=environment
+        )
         client.ping()
     except (docker.errors.DockerException, requests.RequestException) as exc:
         raise EngineError(

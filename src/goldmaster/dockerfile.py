@@ -76,6 +76,14 @@ class BuildInputs:
     os_id: str | None
     os_version: str | None
     index_urls: tuple[str, ...]
+    carried_wheels: bool
+    """Whether env/wheels/ holds wheels, vendored or built for local installs."""
+    missing_pins: tuple[str, ...]
+    """Distributions that could not be vendored, as ``name==version``."""
+
+    @property
+    def needs_credentials(self) -> bool:
+        return any(PLACEHOLDER in url for url in self.index_urls)
 
 
 def render_dockerfile(
@@ -126,13 +134,7 @@ def build_inputs(manifest: dict[str, Any]) -> BuildInputs:
     Raises UsageError when the manifest records no Python version, because
     the base image and the virtual environment both depend on it.
     """
-    python_version = _first(
-        manifest,
-        "environment.python.version",
-        "environment.python_version",
-        "environment.interpreter.version",
-        "python.version",
-    )
+    python_version = _python_version(manifest)
     if not python_version:
         raise UsageError(
             "the manifest records no Python version, so no base image can be chosen",
@@ -143,16 +145,16 @@ def build_inputs(manifest: dict[str, Any]) -> BuildInputs:
         name=str(manifest.get("name") or "model"),
         version=str(manifest.get("version") or "0"),
         created=_str_or_none(manifest.get("created")),
-        revision=_str_or_none(_first(manifest, "code.git.commit", "code.commit")),
-        source=_str_or_none(_first(manifest, "code.git.remote", "code.remote")),
-        python_version=_major_minor(str(python_version)),
+        revision=_fact(manifest, "code.git.commit"),
+        source=_fact(manifest, "code.git.remote"),
+        python_version=_major_minor(python_version),
         cuda_version=_cuda_version(manifest),
         cudnn_version=_cudnn_version(manifest),
-        os_id=_str_or_none(_first(manifest, "system.os.id", "system.os_release.ID")),
-        os_version=_str_or_none(
-            _first(manifest, "system.os.version_id", "system.os_release.VERSION_ID")
-        ),
+        os_id=_fact(manifest, "system.os.id"),
+        os_version=_fact(manifest, "system.os.version_id"),
         index_urls=tuple(_index_urls(manifest)),
+        carried_wheels=_carried_wheels(manifest),
+        missing_pins=tuple(_missing_wheels(manifest)),
     )
 
 
@@ -180,19 +182,24 @@ def manifest_digest(manifest: dict[str, Any]) -> str:
     """Return the digest that the image's manifest label records.
 
     It is the sha256 of the manifest as canonical JSON (sorted keys, no
-    spaces) with the ``image`` section left out, because that section records
-    the id of the image that carries the label.
+    spaces) without what is written after the image is built: the ``image``
+    section, which records the image's own id, and the ``files`` entries of
+    ``image/`` and ``README.txt``. The same digest comes out of the final
+    manifest.yaml, so the label can be checked against a bundle.
     """
     body = {key: value for key, value in manifest.items() if key != "image"}
+    if isinstance(body.get("files"), list):
+        body["files"] = [
+            entry
+            for entry in body["files"]
+            if not _written_after_image(str(entry.get("path", "")))
+        ]
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
-def needs_pip_secret(manifest: dict[str, Any], *, vendored: bool) -> bool:
-    """Tell whether the rendered build reads the ``pip.conf`` build secret."""
-    if vendored:
-        return False
-    return any(PLACEHOLDER in url for url in _index_urls(manifest))
+def _written_after_image(path: str) -> bool:
+    return path.startswith("image/") or path in ("README.txt", "SHA256SUMS")
 
 
 def copied_sources(dockerfile: str) -> list[str]:
@@ -246,36 +253,44 @@ def _environment_lines(inputs: BuildInputs, python: str, vendored: bool) -> list
     """Create the virtual environment from the lock, in the first build stage.
 
     The first stage mirrors the bundle's layout under IMAGE_ROOT and runs pip
-    there, so paths in the lock that are relative to the bundle's top folder
-    (``./code``) resolve. Only the finished virtual environment reaches the
-    final image, never the wheels or the lock's sources.
+    there, so the lock's paths relative to the bundle's top folder
+    (``./code/...``, ``./env/wheels/...``) resolve. Only the finished virtual
+    environment reaches the final image, never the wheels or the sources.
     """
     lock = f"{IMAGE_ROOT}/env/requirements.lock"
-    pip = f"{VENV_PATH}/bin/pip"
+    wheels = f"{IMAGE_ROOT}/env/wheels"
     lines = [f"WORKDIR {IMAGE_ROOT}", f"COPY env/requirements.lock {lock}"]
+    if vendored or inputs.carried_wheels:
+        lines.append(f"COPY env/wheels/ {wheels}/")
+    lines.append(f"RUN {python} -m venv {VENV_PATH}")
+
     if vendored:
-        wheels = f"{IMAGE_ROOT}/env/wheels"
-        return lines + [
-            f"COPY env/wheels/ {wheels}/",
-            f"RUN {python} -m venv {VENV_PATH} \\",
-            f"    && {pip} install --no-cache-dir --no-index --find-links {wheels} \\",
-            f"        --require-hashes --no-deps -r {lock}",
+        lines += [
+            f"RUN {VENV_PATH}/bin/pip install --no-cache-dir --no-index \\",
+            f"    --find-links {wheels} --require-hashes --no-deps -r {lock}",
         ]
+        if inputs.missing_pins:
+            # Distributions that could not be vendored come from the indexes.
+            lines += _pip_from_indexes(inputs, " ".join(inputs.missing_pins))
+        return lines
 
     lines.append(f"COPY code/ {CODE_PATH}/")
-    if any(PLACEHOLDER in url for url in inputs.index_urls):
-        # The secret is mounted for this step only, so no layer stores it.
-        secret = f"/run/secrets/{PIP_SECRET_ID}"
-        return lines + [
-            f"RUN --mount=type=secret,id={PIP_SECRET_ID},target={secret} \\",
-            f"    {python} -m venv {VENV_PATH} \\",
-            f"    && PIP_CONFIG_FILE={secret} {pip} install --no-cache-dir --no-deps -r {lock}",
-        ]
+    find_links = f"--find-links {wheels} " if inputs.carried_wheels else ""
+    return lines + _pip_from_indexes(inputs, f"{find_links}-r {lock}")
 
-    index_options = _index_options(inputs.index_urls)
-    return lines + [
-        f"RUN {python} -m venv {VENV_PATH} \\",
-        f"    && {pip} install --no-cache-dir --no-deps{index_options} -r {lock}",
+
+def _pip_from_indexes(inputs: BuildInputs, arguments: str) -> list[str]:
+    """Run pip against the recorded indexes, with credentials from the build secret.
+
+    The secret is mounted for this one step, so no layer stores it.
+    """
+    pip = f"{VENV_PATH}/bin/pip install --no-cache-dir --no-deps"
+    if not inputs.needs_credentials:
+        return [f"RUN {pip}{_index_options(inputs.index_urls)} {arguments}"]
+    secret = f"/run/secrets/{PIP_SECRET_ID}"
+    return [
+        f"RUN --mount=type=secret,id={PIP_SECRET_ID},target={secret} \\",
+        f"    PIP_CONFIG_FILE={secret} {pip} {arguments}",
     ]
 
 
@@ -370,62 +385,93 @@ def _cuda_os_tag(os_id: str | None, os_version: str | None, release: str) -> str
 
 
 # --- manifest lookups ----------------------------------------------------------
+#
+# The environment section comes from the environment probe (interpreter,
+# index, wheels, distributions) and the system section from the system and
+# GPU probe (os from os-release, cuda with the frameworks' CUDA facts).
 
 
-def _first(manifest: dict[str, Any], *paths: str) -> Any:
-    for path in paths:
-        node: Any = manifest
-        for key in path.split("."):
-            node = node.get(key) if isinstance(node, dict) else None
-        if node not in (None, ""):
-            return node
-    return None
+def _lookup(manifest: dict[str, Any], path: str) -> Any:
+    """Return the value at a dotted path such as ``system.os.id``, or None."""
+    node: Any = manifest
+    for key in path.split("."):
+        node = node.get(key) if isinstance(node, dict) else None
+    return node
+
+
+def _fact(manifest: dict[str, Any], path: str) -> str | None:
+    """Return a probe fact, which is either a plain value or ``{"value": ...}``."""
+    node = _lookup(manifest, path)
+    if isinstance(node, dict):
+        node = node.get("value")
+    return _str_or_none(node)
+
+
+def _python_version(manifest: dict[str, Any]) -> str | None:
+    return _fact(manifest, "environment.interpreter.major_minor") or _fact(
+        manifest, "environment.interpreter.version"
+    )
 
 
 def _cuda_version(manifest: dict[str, Any]) -> str | None:
-    for framework in _framework_records(manifest):
-        if framework.get("cuda"):
-            return str(framework["cuda"])
-    value = _first(
-        manifest,
-        "gpu.cuda.runtime",
-        "gpu.cuda_runtime",
-        "gpu.cuda.toolkit",
-        "gpu.cuda.version",
-    )
-    if isinstance(value, dict):
-        value = value.get("version")
-    return _str_or_none(value)
+    """Return the newest CUDA runtime that the captured environment loads."""
+    return _fact(manifest, "system.cuda.runtime_version")
 
 
 def _cudnn_version(manifest: dict[str, Any]) -> str | None:
-    for framework in _framework_records(manifest):
-        if framework.get("cudnn"):
-            return str(framework["cudnn"])
-    value = _first(manifest, "gpu.cudnn", "gpu.cuda.cudnn")
-    if isinstance(value, dict):
-        value = value.get("version")
-    return _str_or_none(value)
-
-
-def _framework_records(manifest: dict[str, Any]) -> list[dict[str, Any]]:
-    frameworks = _first(manifest, "gpu.frameworks")
-    if isinstance(frameworks, dict):
-        frameworks = list(frameworks.values())
-    if not isinstance(frameworks, list):
-        return []
-    return [item for item in frameworks if isinstance(item, dict)]
+    for path in (
+        "system.cuda.frameworks.torch.cudnn_version",
+        "system.cuda.frameworks.tensorflow.build_info.cudnn_version",
+    ):
+        version = _fact(manifest, path)
+        if version:
+            return version
+    for wheel in _lookup(manifest, "system.cuda.nvidia_wheels") or []:
+        if isinstance(wheel, dict) and str(wheel.get("name", "")).startswith(
+            "nvidia-cudnn"
+        ):
+            return _str_or_none(wheel.get("version"))
+    return None
 
 
 def _index_urls(manifest: dict[str, Any]) -> list[str]:
-    """Return the recorded index URLs, main index first, credentials redacted."""
-    entries = _first(manifest, "environment.indexes", "environment.index_sources") or []
+    """Return the recorded index URLs, main index first, credentials redacted.
+
+    These are pip's effective index settings at capture, then the indexes
+    that lockfiles in the code folder name.
+    """
+    effective = _lookup(manifest, "environment.index.effective") or {}
+    candidates = [
+        effective.get("index_url"),
+        *(effective.get("extra_index_urls") or []),
+    ]
+    for source in _lookup(manifest, "environment.index.sources") or []:
+        option = source.get("option") if isinstance(source, dict) else None
+        from_lockfile = source.get("source") not in ("pip.conf", "environment")
+        if option in ("index-url", "extra-index-url") and from_lockfile:
+            candidates.append(source.get("url"))
+
     urls: list[str] = []
-    for entry in entries:
-        url = entry.get("url") if isinstance(entry, dict) else entry
-        if isinstance(url, str) and url not in urls:
-            urls.append(redact_url(url) if has_credentials(url) else url)
+    for url in candidates:
+        if isinstance(url, str) and url:
+            url = redact_url(url) if has_credentials(url) else url
+            if url not in urls:
+                urls.append(url)
     return urls
+
+
+def _carried_wheels(manifest: dict[str, Any]) -> bool:
+    """Tell whether env/wheels/ holds any wheel, vendored or built at capture."""
+    return bool(_lookup(manifest, "environment.wheels.count"))
+
+
+def _missing_wheels(manifest: dict[str, Any]) -> list[str]:
+    """Return ``name==version`` pins of distributions that could not be vendored."""
+    pins = []
+    for item in _lookup(manifest, "environment.wheels.missing") or []:
+        if isinstance(item, dict) and item.get("name") and item.get("version"):
+            pins.append(f"{item['name']}=={item['version']}")
+    return sorted(pins)
 
 
 def _major_minor(version: str) -> str:

@@ -19,7 +19,6 @@ from goldmaster import container
 from goldmaster.dockerfile import (
     PIP_SECRET_ID,
     WEIGHTS_PATH,
-    needs_pip_secret,
     render_dockerfile,
 )
 from goldmaster.errors import EngineError
@@ -44,6 +43,16 @@ class RestoredImage:
     """``loaded`` from the bundle's archive, or ``built`` from its Dockerfile."""
     smoke_test: dict[str, Any]
     run_command: str
+    """A ``docker run`` line that mounts the restored weights when the image lacks them."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "tags": list(self.tags),
+            "origin": self.origin,
+            "smoke_test": self.smoke_test,
+            "run_command": self.run_command,
+        }
 
 
 def image_section(
@@ -53,63 +62,106 @@ def image_section(
     *,
     base_image: str | None = None,
     weights: bool = True,
-    vendored: bool = False,
+    vendored: bool | None = None,
     tags: Sequence[str] = (),
+    build: bool = True,
+    required: bool = False,
     save: bool = True,
     network_mode: str | None = None,
 ) -> Section:
     """Build the model's image and return the manifest's image section.
 
     ``manifest`` contains the sections captured so far, and ``context`` the
-    capture's parts or a folder in the bundle layout. The saved archive is
-    written to ``workdir``, which the caller removes after the bundle is
-    written. With no engine reachable, the section carries the Dockerfile
-    alone and a notice that says why.
+    capture's parts or a folder in the bundle layout. ``vendored`` defaults
+    to whether the environment section vendored its wheels. The saved
+    archive is written to ``workdir``, which the caller removes after the
+    bundle is written.
+
+    The Dockerfile is always kept. With ``build`` off, or when the engine is
+    unreachable or the build fails, the section records why and carries a
+    notice, unless ``required`` is set: then the EngineError is raised.
+    Without a captured Python environment nothing can be installed in an
+    image, and the section carries no files.
     """
+    if not manifest.get("environment"):
+        reason = "the capture recorded no Python environment to install in an image"
+        if required:
+            raise EngineError(
+                reason, hint="capture the environment, or pass --no-image"
+            )
+        skipped = {"built": False, "saved": False, "reason": reason}
+        notices = [f"no container image built: {reason}"] if build else []
+        return Section(SECTION, skipped, [], notices)
+    if vendored is None:
+        vendored = bool((manifest["environment"].get("wheels") or {}).get("vendored"))
+
     dockerfile = render_dockerfile(
         manifest, base_image=base_image, weights=weights, vendored=vendored
     )
     parts = [Part(DOCKERFILE_ARCNAME, data=dockerfile.encode())]
-    base = base_reference(dockerfile)
     data: dict[str, Any] = {
         "dockerfile": DOCKERFILE_ARCNAME,
-        "base_image": {"ref": base, "id": None, "digest": None},
+        "base_image": {"ref": base_reference(dockerfile), "id": None, "digest": None},
         "weights": "included" if weights else "mounted",
         "weights_path": WEIGHTS_PATH,
         "vendored": vendored,
         "built": False,
         "saved": False,
     }
+    if not build:
+        data["reason"] = "the image build was turned off"
+        return Section(SECTION, data, parts, [])
 
     try:
-        client = container.connect()
-    except EngineError as exc:
-        data["reason"] = exc.message
-        notice = (
-            f"no container image built: {exc.message}; the bundle keeps the Dockerfile"
+        built, archive = _build_and_save(
+            manifest, context, dockerfile, workdir, tags, save, network_mode
         )
+    except EngineError as exc:
+        if required:
+            raise
+        reason = exc.message.splitlines()[0]
+        data["reason"] = reason
+        if isinstance(exc, container.ImageBuildError):
+            data["build_output_tail"] = exc.output_tail
+        notice = f"no container image built: {reason}; the bundle keeps the Dockerfile"
         return Section(SECTION, data, parts, [notice])
 
+    data.update(built)
+    if archive is not None:
+        parts.append(Part(ARCHIVE_ARCNAME, source=archive))
+    return Section(SECTION, data, parts, [])
+
+
+def _build_and_save(
+    manifest: dict[str, Any],
+    context: Path | Sequence[Part],
+    dockerfile: str,
+    workdir: Path,
+    tags: Sequence[str],
+    save: bool,
+    network_mode: str | None,
+) -> tuple[dict[str, Any], Path | None]:
+    """Build and optionally save the image; return its manifest data and archive."""
+    client = container.connect()
     tags = list(tags) or [default_tag(manifest)]
-    secrets = _build_secrets(manifest, vendored)
     info = container.build_image(
         context,
         dockerfile,
         tags=tags,
-        secrets=secrets,
+        secrets=_build_secrets(dockerfile),
         network_mode=network_mode,
         client=client,
     )
-    data.update(_built_data(info, tags, client))
-    data["base_image"] = _base_data(base, client)
+    data = _built_data(info, tags, client)
+    data["base_image"] = _base_data(base_reference(dockerfile), client)
 
+    archive = None
     if save:
         archive = workdir / "image.tar"
         container.save_image(tags[0], archive, client=client)
-        parts.append(Part(ARCHIVE_ARCNAME, source=archive))
         data["saved"] = True
         data["archive"] = ARCHIVE_ARCNAME
-    return Section(SECTION, data, parts, [])
+    return data, archive
 
 
 def _built_data(
@@ -159,8 +211,9 @@ def base_reference(dockerfile: str) -> str:
 # --- credentials -----------------------------------------------------------------
 
 
-def _build_secrets(manifest: dict[str, Any], vendored: bool) -> dict[str, bytes] | None:
-    if not needs_pip_secret(manifest, vendored=vendored):
+def _build_secrets(dockerfile: str) -> dict[str, bytes] | None:
+    """Return the pip.conf build secret when a step of the Dockerfile mounts it."""
+    if f"--mount=type=secret,id={PIP_SECRET_ID}" not in dockerfile:
         return None
     config = pip_config_from_environment(os.environ)
     if config is None:
@@ -283,14 +336,11 @@ def _rebuild(
             hint=f"pull or load {base}, then run restore --image again",
         )
 
-    secrets = None
-    if "--mount=type=secret" in dockerfile:
-        secrets = _build_secrets(manifest, vendored=False)
     info = container.build_image(
         dest,
         dockerfile,
         tags=tags,
-        secrets=secrets,
+        secrets=_build_secrets(dockerfile),
         network_mode=network_mode,
         client=client,
     )

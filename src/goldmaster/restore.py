@@ -13,6 +13,7 @@ from typing import Any
 
 from .archive import Member
 from .errors import DestinationError, UnsafeMemberError
+from .image import restore_image
 from .progress import Reporter
 from .verify import BundleWalk, Sink, read_manifest
 
@@ -27,6 +28,8 @@ class RestoreOptions:
 
     force: bool = False
     keep_partial: bool = False
+    image: bool = False
+    """Load the saved image into the engine (or build it), tag and smoke-test it."""
 
 
 @dataclass
@@ -220,3 +223,6 @@ def _discard(staging: Path, created: Path | None, keep: bool) -> None:
 
 def _later_stages(result: RestoreResult, options: RestoreOptions, reporter: Reporter) -> None:
     """Run what follows extraction: environment, host comparison, image, checks."""
+    if options.image:
+        reporter.step("loading the container image")
+        result.stages["image"] = restore_image(result.dest, result.manifest).to_json()

@@ -18,12 +18,22 @@ from .common import output_options
 @click.argument("dest", type=click.Path(path_type=Path))
 @click.option("--force", is_flag=True, help="Restore into a folder that is not empty, replacing what the bundle contains.")
 @click.option("--keep-partial", is_flag=True, help="On failure, keep what was extracted in a marked folder.")
+@click.option("--image", is_flag=True, help="Load the bundle's container image into the engine (or build it from its Dockerfile), tag it and smoke-test it.")
 @output_options
 def restore_command(bundle: Path, dest: Path, as_json: bool, reporter: Reporter, **kwargs: Any) -> None:
     """Verify BUNDLE while extracting it into DEST, then rebuild what it records."""
-    options = RestoreOptions(force=kwargs["force"], keep_partial=kwargs["keep_partial"])
+    options = RestoreOptions(
+        force=kwargs["force"], keep_partial=kwargs["keep_partial"], image=kwargs["image"]
+    )
     result = restore(bundle, dest, options, reporter)
     if as_json:
         print_json(result.to_json())
         return
     click.echo(f"restored {result.files} files, {human_bytes(result.bytes)}, into {result.dest}")
+    image = result.stages.get("image")
+    if image:
+        click.echo(
+            f"image {image['tags'][0]} {image['origin']} ({image['id'][:19]}), "
+            f"imports checked with Python {image['smoke_test']['python']}"
+        )
+        click.echo(f"run it with: {image['run_command']}")
