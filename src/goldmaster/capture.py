@@ -26,6 +26,7 @@ from .archive import (
 from .codebase import snapshot_code
 from .errors import InputError, UsageError
 from .fsutil import atomic_write_bytes, fsync_dir, temporary_path
+from .gpu import probe_system
 from .image import image_section
 from .model import SourceFile, scan_model
 from .parts import Part, Section
@@ -62,6 +63,9 @@ class CaptureOptions:
     text_level: int = 9
     threads: int = 0
     force: bool = False
+    # The training interpreter whose CUDA libraries are recorded; None
+    # records goldmaster's own.
+    python: Path | None = None
     image: bool | None = None
     """Build the image: None when an engine is reachable, True or fail, False never."""
     base_image: str | None = None
@@ -110,7 +114,7 @@ class _Entry:
 
 def _early_sections(options: CaptureOptions, data: dict[str, Any]) -> list[Section]:
     """Run the probes whose results are known before the body is written."""
-    return []
+    return [probe_system(options.python)]
 
 
 def _late_sections(

@@ -17,8 +17,10 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from .progress import Reporter
+from .system_report import cuda_rows, gpu_rows, system_rows
 
 
 def make_console(stream: Any = None) -> Console:
@@ -96,7 +98,7 @@ def _kv_table(title: str, rows: list[tuple[str, Any]]) -> Table:
     for key, value in rows:
         if value is None or value == "" or value == [] or value == {}:
             continue
-        table.add_row(key, str(value))
+        table.add_row(key, value if isinstance(value, Text) else str(value))
     return table
 
 
@@ -133,8 +135,40 @@ def render_manifest(console: Console, manifest: dict[str, Any]) -> None:
     if manifest.get("datasets"):
         console.print()
         console.print(_kv_table("Datasets", [("", d) for d in manifest["datasets"]]))
+    if manifest.get("system"):
+        render_system(console, manifest["system"], "System")
     _render_image(console, manifest.get("image"))
     _render_files(console, manifest.get("files", []))
+
+
+def render_system(console: Console, system: dict[str, Any], title: str) -> None:
+    """Print a system section: the host, its NVIDIA GPUs and its CUDA stack."""
+    for heading, rows in (
+        (title, system_rows(system)),
+        ("NVIDIA", gpu_rows(system)),
+        ("CUDA", cuda_rows(system)),
+    ):
+        # Text cells, because probed values (paths, tool output) may contain
+        # square brackets that rich would read as markup.
+        plain = [(key, Text(value)) for key, value in rows if value]
+        if plain:
+            console.print()
+            console.print(_kv_table(heading, plain))
+
+
+def render_findings(console: Console, findings: list[Any]) -> None:
+    """Print host-comparison findings, errors first, each with its advice."""
+    console.print()
+    if not findings:
+        console.print("No differences that stop the captured model from running here.")
+        return
+    table = Table(title="Findings", title_justify="left", box=None, pad_edge=False)
+    table.add_column("severity", style="bold", no_wrap=True)
+    table.add_column("code", no_wrap=True)
+    table.add_column("finding and advice")
+    for finding in findings:
+        table.add_row(finding.severity, finding.code, Text(f"{finding.message}\n{finding.advice}"))
+    console.print(table)
 
 
 def _inline(value: Any) -> str | None:

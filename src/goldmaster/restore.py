@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from .archive import Member
+from .doctor import compare_host, enforce
+from .errors import DestinationError, HostMismatchError, UnsafeMemberError
+from .gpu import probe_system
 from .errors import DestinationError, UnsafeMemberError
 from .image import restore_image
 from .progress import Reporter
@@ -28,6 +31,8 @@ class RestoreOptions:
 
     force: bool = False
     keep_partial: bool = False
+    # Fail (after extracting) when this host cannot run what the bundle captured.
+    strict_host: bool = False
     image: bool = False
     """Load the saved image into the engine (or build it), tag and smoke-test it."""
 
@@ -223,6 +228,29 @@ def _discard(staging: Path, created: Path | None, keep: bool) -> None:
 
 def _later_stages(result: RestoreResult, options: RestoreOptions, reporter: Reporter) -> None:
     """Run what follows extraction: environment, host comparison, image, checks."""
+    _compare_host(result, options, reporter)
     if options.image:
         reporter.step("loading the container image")
         result.stages["image"] = restore_image(result.dest, result.manifest).to_json()
+
+
+def _compare_host(result: RestoreResult, options: RestoreOptions, reporter: Reporter) -> None:
+    """Compare this host with the captured system section; report findings as notices."""
+    captured = result.manifest.get("system")
+    if not isinstance(captured, dict):
+        return
+    reporter.step("comparing this host with the one the bundle was captured on")
+    # NOTE: the host's Python is goldmaster's own interpreter until the
+    # environment stage chooses the one the restored environment will use.
+    host = probe_system(None).data
+    findings = compare_host(captured, host)
+    result.stages["host"] = {"findings": [finding.to_dict() for finding in findings]}
+    for finding in findings:
+        line = f"host {finding.severity} ({finding.code}): {finding.message}. {finding.advice}"
+        result.notices.append(line)
+        reporter.notice(line)
+    try:
+        enforce(findings, options.strict_host, flag="--strict-host")
+    except HostMismatchError as exc:
+        message = f"{exc.message}; the files are restored in {result.dest}"
+        raise HostMismatchError(message, exc.hint) from exc

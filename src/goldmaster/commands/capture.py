@@ -46,6 +46,7 @@ def _parse_param(values: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--text-level", type=int, default=9, show_default=True, help="zstd level for code and text (1-22).")
 @click.option("--threads", type=int, default=0, show_default=True, help="Compression threads; 0 uses every core.")
 @click.option("--force", is_flag=True, help="Replace a bundle of the same name and version.")
+@click.option("--python", "python", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Training interpreter whose CUDA libraries to record; default: goldmaster's own.")
 @click.option("--image/--no-image", "image", default=None, help="Build and save the container image; default: when an engine is reachable (DOCKER_HOST or the default socket).")
 @click.option("--base-image", metavar="REF", help="Base image for the Dockerfile; default: chosen from the captured Python and CUDA.")
 @click.option("--image-weights/--no-image-weights", default=True, show_default=True, help="Copy the weights into the image, or expect them mounted at /opt/goldmaster/weights.")
@@ -79,6 +80,7 @@ def capture_command(
         text_level=kwargs["text_level"],
         threads=kwargs["threads"],
         force=kwargs["force"],
+        python=kwargs["python"],
         image=kwargs["image"],
         base_image=kwargs["base_image"],
         image_weights=kwargs["image_weights"],

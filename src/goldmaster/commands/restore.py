@@ -18,12 +18,16 @@ from .common import output_options
 @click.argument("dest", type=click.Path(path_type=Path))
 @click.option("--force", is_flag=True, help="Restore into a folder that is not empty, replacing what the bundle contains.")
 @click.option("--keep-partial", is_flag=True, help="On failure, keep what was extracted in a marked folder.")
+@click.option("--strict-host", is_flag=True, help="Exit with status 1 when this host cannot run what the bundle captured (a host finding of severity error).")
 @click.option("--image", is_flag=True, help="Load the bundle's container image into the engine (or build it from its Dockerfile), tag it and smoke-test it.")
 @output_options
 def restore_command(bundle: Path, dest: Path, as_json: bool, reporter: Reporter, **kwargs: Any) -> None:
     """Verify BUNDLE while extracting it into DEST, then rebuild what it records."""
     options = RestoreOptions(
-        force=kwargs["force"], keep_partial=kwargs["keep_partial"], image=kwargs["image"]
+        force=kwargs["force"],
+        keep_partial=kwargs["keep_partial"],
+        strict_host=kwargs["strict_host"],
+        image=kwargs["image"],
     )
     result = restore(bundle, dest, options, reporter)
     if as_json:
