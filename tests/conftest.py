@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from engine_fixtures import (  # noqa: F401
     base_image,
     engine,

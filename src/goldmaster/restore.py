@@ -15,7 +15,6 @@ from .archive import Member
 from .doctor import compare_host, enforce
 from .errors import DestinationError, HostMismatchError, UnsafeMemberError
 from .gpu import probe_system
-from .errors import DestinationError, UnsafeMemberError
 from .image import restore_image
 from .progress import Reporter
 from .verify import BundleWalk, Sink, read_manifest
