@@ -217,18 +217,26 @@ def _render_image(console: Console, image: dict[str, Any] | None) -> None:
             [
                 ("built", "yes" if image.get("built") else "no"),
                 ("reason", image.get("reason")),
-                ("id", image.get("id")),
+                ("id", _short_digest(image.get("id"))),
                 ("tags", _inline(image.get("tags"))),
                 ("size", human_bytes(image["size"]) if image.get("size") else None),
                 ("saved", image.get("archive") if image.get("saved") else "no"),
                 ("dockerfile", image.get("dockerfile")),
                 ("base image", base.get("ref")),
-                ("base digest", base.get("digest") or base.get("id")),
+                ("base digest", _short_digest(base.get("digest") or base.get("id"))),
                 ("weights", weights),
                 ("engine", " ".join(filter(None, [engine.get("name"), engine.get("version")]))),
             ],
         )
     )
+
+
+def _short_digest(digest: str | None) -> str | None:
+    """Shorten ``sha256:<64 hex>`` to 12 hex digits, as docker prints image ids."""
+    if not digest:
+        return None
+    algorithm, _, value = digest.partition(":")
+    return f"{algorithm}:{value[:12]}" if value else digest[:12]
 
 
 def _render_mapping(console: Console, title: str, mapping: dict[str, Any] | None) -> None:
