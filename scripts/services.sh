@@ -50,7 +50,9 @@ require_root() {
 # --- install ---------------------------------------------------------------
 
 install_packages() {
-    local packages=(podman runc buildah skopeo docker-registry debootstrap zstd curl busybox-static)
+    # apache2-utils provides htpasswd, which the registry tests use to write
+    # the password file of a registry that requires credentials.
+    local packages=(podman runc buildah skopeo docker-registry debootstrap zstd curl busybox-static apache2-utils)
     local missing=()
     local package
     for package in "${packages[@]}"; do

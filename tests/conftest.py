@@ -10,13 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from engine_fixtures import (  # noqa: F401
-    base_image,
-    engine,
-    engine_client,
-    engine_host,
-    registry,
-)
+pytest_plugins = ["registry_fixtures", "engine_fixtures"]
 
 FAKES = Path(__file__).parent / "fakes"
 SCENARIOS = FAKES / "scenarios"

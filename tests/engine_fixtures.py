@@ -5,9 +5,7 @@ unix:///tmp/goldmaster-podman.sock and a registry on 127.0.0.1:5000. A test
 that needs them is skipped when they do not respond, unless
 GOLDMASTER_REQUIRE_SERVICES=1 (as in CI), which makes it fail instead.
 
-Import the fixtures into a conftest.py with
-``from engine_fixtures import base_image, engine, engine_client, engine_host,
-registry``.
+tests/conftest.py loads these fixtures as a plugin (``pytest_plugins``).
 """
 
 from __future__ import annotations

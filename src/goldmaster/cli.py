@@ -7,7 +7,11 @@ import click
 from . import __version__
 from .commands.capture import capture_command
 from .commands.doctor import doctor_command
+from .commands.diff import diff_command
 from .commands.inspect import inspect_command
+from .commands.list import list_command
+from .commands.pull import pull_command
+from .commands.push import push_command
 from .commands.restore import restore_command
 from .commands.verify import verify_command
 
@@ -24,6 +28,10 @@ cli.add_command(verify_command, "verify")
 cli.add_command(inspect_command, "inspect")
 cli.add_command(restore_command, "restore")
 cli.add_command(doctor_command, "doctor")
+cli.add_command(push_command, "push")
+cli.add_command(pull_command, "pull")
+cli.add_command(diff_command, "diff")
+cli.add_command(list_command, "list")
 
 
 def main() -> None:
