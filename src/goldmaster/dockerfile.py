@@ -77,7 +77,7 @@ class BuildInputs:
     os_version: str | None
     index_urls: tuple[str, ...]
     carried_wheels: bool
-    """Whether env/wheels/ holds wheels, vendored or built for local installs."""
+    """Whether env/wheels/ contains wheels, vendored or built for local installs."""
     missing_pins: tuple[str, ...]
     """Distributions that could not be vendored, as ``name==version``."""
 
@@ -461,7 +461,7 @@ def _index_urls(manifest: dict[str, Any]) -> list[str]:
 
 
 def _carried_wheels(manifest: dict[str, Any]) -> bool:
-    """Tell whether env/wheels/ holds any wheel, vendored or built at capture."""
+    """Tell whether env/wheels/ contains any wheel, vendored or built at capture."""
     return bool(_lookup(manifest, "environment.wheels.count"))
 
 

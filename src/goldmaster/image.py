@@ -228,9 +228,10 @@ def _build_secrets(dockerfile: str) -> dict[str, bytes] | None:
 def pip_config_from_environment(environ: Mapping[str, str]) -> bytes | None:
     """Return a pip.conf with the index URLs that pip would use here, credentials kept.
 
-    PIP_INDEX_URL and PIP_EXTRA_INDEX_URL win over pip's configuration files
-    (PIP_CONFIG_FILE, then the site, user and virtual environment files). The
-    result is only ever passed to the engine as a build secret.
+    PIP_INDEX_URL and PIP_EXTRA_INDEX_URL win over pip's configuration files,
+    which are read in pip's order of precedence: /etc/pip.conf, the user's
+    files, the virtual environment's, then PIP_CONFIG_FILE. The result is
+    only ever passed to the engine as a build secret.
     """
     index_url = environ.get("PIP_INDEX_URL")
     extra = environ.get("PIP_EXTRA_INDEX_URL", "").split()
