@@ -136,6 +136,9 @@ def test_image_section_builds_and_saves(engine, base_image, image_tag, tmp_path)
     archive = section.parts[1].source
     assert archive == workdir / "image.tar"
     assert container.archive_image_id(archive) == data["id"]
+    stage_label = f"{MANIFEST_DIGEST_LABEL}={manifest_digest(manifest)}"
+    stage_images = engine.api.images(filters={"label": stage_label})
+    assert [image["RepoTags"] for image in stage_images] == [[image_tag]]
     assert b"--require-hashes" in section.parts[0].data
 
 

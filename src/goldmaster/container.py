@@ -48,6 +48,7 @@ __all__ = [
     "image_info",
     "load_image",
     "remove_image",
+    "remove_untagged_images",
     "render_dockerfile",
     "run_container",
     "save_image",
@@ -496,6 +497,37 @@ def remove_image(
         return
     except docker.errors.DockerException as exc:
         raise EngineError(f"removing image {image} failed: {_reason(exc)}") from exc
+
+
+def remove_untagged_images(
+    labels: Mapping[str, str], *, client: docker.DockerClient | None = None
+) -> int:
+    """Remove the untagged images that carry all of ``labels``; return how many.
+
+    Images still in use by a container or another image are left in place.
+    """
+    client = client or connect()
+    # Podman 4.3 returns nothing for a filter with two labels, so the engine
+    # filters by one and the rest is checked here.
+    first = next(iter(sorted(labels.items())))
+    try:
+        images = client.api.images(filters={"label": f"{first[0]}={first[1]}"})
+    except docker.errors.DockerException as exc:
+        raise EngineError(f"listing images failed: {_reason(exc)}") from exc
+
+    removed = 0
+    for image in images:
+        image_labels = image.get("Labels") or {}
+        tagged = [tag for tag in image.get("RepoTags") or [] if tag != "<none>:<none>"]
+        if tagged or any(image_labels.get(k) != v for k, v in labels.items()):
+            continue
+        try:
+            client.api.remove_image(image["Id"])
+        except docker.errors.APIError:
+            # In use by a container, or by a build that runs now.
+            continue
+        removed += 1
+    return removed
 
 
 def _split_reference(reference: str) -> tuple[str, str]:

@@ -25,6 +25,8 @@ WEIGHTS_PATH = f"{IMAGE_ROOT}/weights"
 """Weights folder in the image, copied in or mounted when left out of it."""
 
 MANIFEST_DIGEST_LABEL = "io.goldmaster.manifest.digest"
+STAGE_LABEL = "io.goldmaster.stage"
+"""Label of the first build stage's image, which the engine keeps untagged."""
 WEIGHTS_LABEL = "io.goldmaster.weights"
 PIP_SECRET_ID = "pip.conf"
 """Build secret that carries a pip configuration file with index credentials."""
@@ -110,6 +112,7 @@ def render_dockerfile(
         "# Build context: the bundle's code/, env/ and weights/ folders.",
         "",
         f"FROM {base} AS environment",
+        f'LABEL {STAGE_LABEL}="environment" {MANIFEST_DIGEST_LABEL}="{manifest_digest(manifest)}"',
         *_python_install_lines(base, inputs),
         *_environment_lines(inputs, python, vendored),
         "",

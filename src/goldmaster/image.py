@@ -17,7 +17,9 @@ from typing import Any
 
 from goldmaster import container
 from goldmaster.dockerfile import (
+    MANIFEST_DIGEST_LABEL,
     PIP_SECRET_ID,
+    STAGE_LABEL,
     WEIGHTS_PATH,
     render_dockerfile,
 )
@@ -154,6 +156,7 @@ def _build_and_save(
     )
     data = _built_data(info, tags, client)
     data["base_image"] = _base_data(base_reference(dockerfile), client)
+    _remove_environment_stage(dockerfile, client)
 
     archive = None
     if save:
@@ -162,6 +165,20 @@ def _build_and_save(
         data["saved"] = True
         data["archive"] = ARCHIVE_ARCNAME
     return data, archive
+
+
+def _remove_environment_stage(dockerfile: str, client: Any) -> None:
+    """Remove the first stage's image, which holds the wheels and is kept untagged.
+
+    Only this build's stage goes: the label carries the manifest digest.
+    """
+    match = re.search(
+        rf'{re.escape(MANIFEST_DIGEST_LABEL)}="(sha256:[0-9a-f]+)"', dockerfile
+    )
+    if match is None:
+        return
+    labels = {STAGE_LABEL: "environment", MANIFEST_DIGEST_LABEL: match.group(1)}
+    container.remove_untagged_images(labels, client=client)
 
 
 def _built_data(
@@ -345,6 +362,7 @@ def _rebuild(
         network_mode=network_mode,
         client=client,
     )
+    _remove_environment_stage(dockerfile, client)
     return info.id
 
 
