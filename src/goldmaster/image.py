@@ -168,7 +168,7 @@ def _build_and_save(
 
 
 def _remove_environment_stage(dockerfile: str, client: Any) -> None:
-    """Remove the first stage's image, which holds the wheels and is kept untagged.
+    """Remove the first stage's image, which contains the wheels and stays untagged.
 
     Only this build's stage goes: the label carries the manifest digest.
     """
