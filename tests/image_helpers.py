@@ -11,8 +11,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from goldmaster.parts import Part, Section
-
 
 def make_wheel(folder: Path, name: str, version: str, source: str) -> Path:
     """Write a pure-Python wheel with one module, ``name``, holding ``source``."""
@@ -127,35 +125,3 @@ def basic_auth_index(
 
 
 TINY_MODEL_SOURCE = "def predict(x):\n    return [round(v * 0.5, 3) for v in x]\n"
-
-
-def environment_section(folder: Path) -> Section:
-    """Return the environment section that the environment probe writes for a
-    virtual environment with one vendored wheel, ``tinymodel``, in ``folder``."""
-    wheel = make_wheel(folder / "wheels", "tinymodel", "1.0", TINY_MODEL_SOURCE)
-    digest = sha256_file(wheel)
-    data = {
-        "interpreter": {"version": "3.11.2", "major_minor": "3.11"},
-        "distributions": [
-            {
-                "name": "tinymodel",
-                "version": "1.0",
-                "requested": True,
-                "vendored": {"file": f"env/wheels/{wheel.name}", "sha256": digest},
-            }
-        ],
-        "index": {
-            "effective": {
-                "index_url": "https://pypi.org/simple",
-                "extra_index_urls": [],
-            },
-            "sources": [],
-        },
-        "wheels": {"vendored": True, "count": 1, "complete": True, "missing": []},
-    }
-    lock = f"tinymodel==1.0 \\\n    --hash=sha256:{digest}\n"
-    parts = [
-        Part("env/requirements.lock", data=lock.encode()),
-        Part(f"env/wheels/{wheel.name}", source=wheel),
-    ]
-    return Section("environment", data, parts)

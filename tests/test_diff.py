@@ -278,6 +278,7 @@ def test_diff_same_gpu_model_is_unchanged(tmp_path: Path) -> None:
 
 def test_diff_system_absent(tmp_path: Path) -> None:
     base = read_manifest(make_bundle(tmp_path))
+    base.pop("system", None)
     b = with_sections(
         base, system=system_section("12.4", "550", "NVIDIA H100", "3.11.7")
     )

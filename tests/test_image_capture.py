@@ -11,12 +11,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from goldmaster import capture as capture_module
 from goldmaster import container
 from goldmaster.cli import cli
 from goldmaster.image import DOCKERFILE_ARCNAME
 from goldmaster.verify import read_manifest
-from image_helpers import TINY_MODEL_SOURCE, environment_section
+from image_helpers import TINY_MODEL_SOURCE, make_wheel
 
 INFERENCE_SCRIPT = (
     "import os, tinymodel\n"
@@ -25,20 +24,44 @@ INFERENCE_SCRIPT = (
 )
 
 
-@pytest.fixture
-def with_environment(monkeypatch, tmp_path):
-    """Add the environment section that the environment probe would write.
-
-    NOTE: a stand-in for the environment probe, which is not wired into
-    capture yet; the image stage reads only its manifest data and files.
-    """
-    section = environment_section(tmp_path / "environment")
-    probes = capture_module._early_sections
-    monkeypatch.setattr(
-        capture_module,
-        "_early_sections",
-        lambda options, data: [*probes(options, data), section],
+@pytest.fixture(scope="module")
+def tiny_venv(tmp_path_factory) -> Path:
+    """A virtual environment without pip that has ``tinymodel`` installed."""
+    root = tmp_path_factory.mktemp("tiny-venv")
+    wheel = make_wheel(root / "dist", "tinymodel", "1.0", TINY_MODEL_SOURCE)
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(root / "venv")], check=True
     )
+    python = root / "venv" / "bin" / "python"
+    install = [sys.executable, "-m", "pip", "--python", str(python), "install"]
+    subprocess.run(
+        [*install, "--no-index", "--no-deps", str(wheel)],
+        env=isolated_pip_environ(),
+        check=True,
+        capture_output=True,
+    )
+    return python
+
+
+def isolated_pip_environ() -> dict[str, str]:
+    """Return os.environ with no pip configuration of this machine in it."""
+    environ = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("PIP_", "UV_"))
+        and key not in ("VIRTUAL_ENV", "CONDA_PREFIX", "PYTHONPATH")
+    }
+    environ["PIP_CONFIG_FILE"] = os.devnull
+    return environ
+
+
+@pytest.fixture
+def isolated_pip(monkeypatch):
+    """Keep this machine's pip configuration out of the captured environment."""
+    for key in os.environ:
+        if key.startswith(("PIP_", "UV_")) or key in ("VIRTUAL_ENV", "PYTHONPATH"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
 
 
 @pytest.fixture
@@ -84,7 +107,7 @@ def host_inference(model: Path, code: Path, tmp_path: Path) -> str:
 @pytest.mark.engine
 @pytest.mark.slow
 def test_capture_image_restores_after_removal(
-    engine, base_image, with_environment, model_and_code, tag, tmp_path
+    engine, base_image, isolated_pip, tiny_venv, model_and_code, tag, tmp_path
 ):
     model, code = model_and_code
     out = tmp_path / "out"
@@ -92,6 +115,7 @@ def test_capture_image_restores_after_removal(
     captured = run_cli(
         "capture", str(model), "--name", "tiny", "--version", "1.0",
         "--code", str(code), "-o", str(out),
+        "--python", str(tiny_venv), "--wheels", "--strict",
         "--base-image", base_image.python, "--tag", tag,
     )  # fmt: skip
 
@@ -128,13 +152,14 @@ def test_capture_image_restores_after_removal(
 @pytest.mark.engine
 @pytest.mark.slow
 def test_capture_without_weights_prints_mount(
-    engine, base_image, with_environment, model_and_code, tag, tmp_path
+    engine, base_image, isolated_pip, tiny_venv, model_and_code, tag, tmp_path
 ):
     model, code = model_and_code
     out = tmp_path / "out"
     captured = run_cli(
         "capture", str(model), "--name", "tiny", "--version", "1.0",
-        "--code", str(code), "-o", str(out), "--no-image-weights",
+        "--code", str(code), "-o", str(out),
+        "--python", str(tiny_venv), "--wheels", "--strict", "--no-image-weights",
         "--base-image", base_image.python, "--tag", tag,
     )  # fmt: skip
     assert captured.exit_code == 0, captured.output
@@ -158,7 +183,7 @@ def test_capture_without_weights_prints_mount(
 
 
 def test_capture_without_engine_keeps_dockerfile(
-    monkeypatch, with_environment, model_and_code, tmp_path
+    monkeypatch, isolated_pip, tiny_venv, model_and_code, tmp_path
 ):
     model, code = model_and_code
     missing = tmp_path / "absent.sock"
@@ -168,6 +193,7 @@ def test_capture_without_engine_keeps_dockerfile(
     captured = run_cli(
         "capture", str(model), "--name", "tiny", "--version", "1.0",
         "--code", str(code), "-o", str(out),
+        "--python", str(tiny_venv), "--wheels", "--strict",
     )  # fmt: skip
 
     assert captured.exit_code == 0, captured.output
@@ -181,7 +207,7 @@ def test_capture_without_engine_keeps_dockerfile(
 
 
 def test_capture_explicit_image_without_engine_fails(
-    monkeypatch, with_environment, model_and_code, tmp_path
+    monkeypatch, isolated_pip, tiny_venv, model_and_code, tmp_path
 ):
     model, code = model_and_code
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path / 'absent.sock'}")
@@ -189,7 +215,8 @@ def test_capture_explicit_image_without_engine_fails(
 
     captured = run_cli(
         "capture", str(model), "--name", "tiny", "--version", "1.0",
-        "--code", str(code), "-o", str(out), "--image",
+        "--code", str(code), "-o", str(out),
+        "--python", str(tiny_venv), "--wheels", "--strict", "--image",
     )  # fmt: skip
 
     assert captured.exit_code == 2
@@ -199,7 +226,7 @@ def test_capture_explicit_image_without_engine_fails(
 
 
 def test_capture_no_image_records_dockerfile_only(
-    monkeypatch, with_environment, model_and_code, tmp_path
+    monkeypatch, isolated_pip, tiny_venv, model_and_code, tmp_path
 ):
     model, code = model_and_code
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path / 'absent.sock'}")
@@ -207,7 +234,8 @@ def test_capture_no_image_records_dockerfile_only(
 
     captured = run_cli(
         "capture", str(model), "--name", "tiny", "--version", "1.0",
-        "--code", str(code), "-o", str(out), "--no-image",
+        "--code", str(code), "-o", str(out),
+        "--python", str(tiny_venv), "--wheels", "--strict", "--no-image",
     )  # fmt: skip
 
     assert captured.exit_code == 0, captured.output

@@ -37,7 +37,9 @@ def make_console(stream: Any = None) -> Console:
 class ConsoleReporter(Reporter):
     """Draws a byte progress bar on a terminal and writes step lines otherwise."""
 
-    def __init__(self, console: Console, quiet: bool = False, verbose: bool = False) -> None:
+    def __init__(
+        self, console: Console, quiet: bool = False, verbose: bool = False
+    ) -> None:
         self.console = console
         self.quiet = quiet
         self.verbose = verbose
@@ -92,7 +94,9 @@ def human_bytes(count: int | float | None) -> str:
 
 
 def _kv_table(title: str, rows: list[tuple[str, Any]]) -> Table:
-    table = Table(title=title, title_justify="left", show_header=False, box=None, pad_edge=False)
+    table = Table(
+        title=title, title_justify="left", show_header=False, box=None, pad_edge=False
+    )
     table.add_column(style="bold", no_wrap=True)
     table.add_column()
     for key, value in rows:
@@ -123,13 +127,17 @@ def render_manifest(console: Console, manifest: dict[str, Any]) -> None:
                 ("format", model.get("format")),
                 ("files", model.get("files")),
                 ("size", human_bytes(model.get("bytes"))),
-                ("parameters", f"{model['parameters']:,}" if "parameters" in model else None),
+                (
+                    "parameters",
+                    f"{model['parameters']:,}" if "parameters" in model else None,
+                ),
                 ("dtypes", _inline(model.get("dtypes"))),
                 ("huggingface", _inline(model.get("huggingface"))),
             ],
         )
     )
     _render_code(console, manifest.get("code", {}))
+    _render_environment(console, manifest.get("environment"))
     _render_mapping(console, "Parameters", manifest.get("params"))
     _render_mapping(console, "Metrics", manifest.get("metrics"))
     if manifest.get("datasets"):
@@ -202,6 +210,77 @@ def _render_code(console: Console, code: dict[str, Any]) -> None:
     )
 
 
+def _render_environment(console: Console, env: dict[str, Any] | None) -> None:
+    if not env:
+        return
+    interpreter = env.get("interpreter", {})
+    dists = env.get("distributions", [])
+
+    kinds: dict[str, int] = {}
+    for dist in dists:
+        kind = dist["origin"]["kind"]
+        kinds[kind] = kinds.get(kind, 0) + 1
+
+    wheels = env.get("wheels", {})
+    vendored = None
+    if wheels.get("vendored"):
+        vendored = (
+            f"{wheels.get('count')} files, {len(wheels.get('missing', []))} missing"
+        )
+    effective = env.get("index", {}).get("effective", {})
+    conda = env.get("conda") or {}
+
+    console.print()
+    console.print(
+        _kv_table(
+            "Python environment",
+            [
+                (
+                    "python",
+                    f"{interpreter.get('implementation')} {interpreter.get('version')}",
+                ),
+                ("platform", interpreter.get("platform")),
+                ("kind", env.get("kind")),
+                (
+                    "distributions",
+                    f"{len(dists)} ({_inline(dict(sorted(kinds.items())))})",
+                ),
+                ("index", effective.get("index_url")),
+                ("extra indexes", _inline(effective.get("extra_index_urls"))),
+                ("wheels", vendored),
+                ("conda packages", len(conda.get("packages", [])) if conda else None),
+                (
+                    "lockfiles",
+                    _inline([item["path"] for item in env.get("lockfiles", [])]),
+                ),
+                (
+                    "external code",
+                    _inline([item["path"] for item in env.get("external_code", [])]),
+                ),
+            ],
+        )
+    )
+    _render_local_origins(console, dists)
+
+
+def _render_local_origins(console: Console, dists: list[dict[str, Any]]) -> None:
+    """List the distributions that did not come from an index, with their source."""
+    rows = []
+    for dist in dists:
+        origin = dist["origin"]
+        if origin["kind"] in ("index", "unknown", "conda"):
+            continue
+        source = (
+            origin.get("requirement_url") or origin.get("url") or origin.get("path")
+        )
+        rows.append(
+            (f"{dist['name']} {dist['version']}", f"{origin['kind']}: {source}")
+        )
+    if rows:
+        console.print()
+        console.print(_kv_table("Distributions not from an index", rows))
+
+
 def _render_image(console: Console, image: dict[str, Any] | None) -> None:
     if not image:
         return
@@ -239,7 +318,9 @@ def _short_digest(digest: str | None) -> str | None:
     return f"{algorithm}:{value[:12]}" if value else digest[:12]
 
 
-def _render_mapping(console: Console, title: str, mapping: dict[str, Any] | None) -> None:
+def _render_mapping(
+    console: Console, title: str, mapping: dict[str, Any] | None
+) -> None:
     if mapping:
         console.print()
         console.print(_kv_table(title, list(mapping.items())))

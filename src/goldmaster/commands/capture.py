@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 
 from ..capture import CaptureOptions, capture
 from ..console import human_bytes, print_json
 from ..progress import Reporter
+from ..signing import load_signer, sign_capture
 from .common import output_options
 
 
@@ -20,14 +22,26 @@ def _parse_param(values: tuple[str, ...]) -> dict[str, Any]:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--param")
-        try:
-            value = yaml.safe_load(raw) if raw else ""
-        except yaml.YAMLError:
-            value = raw
-        if not isinstance(value, (str, int, float, bool)) or value is None:
-            value = raw
-        params[key] = value
+        params[key] = _param_value(raw)
     return params
+
+
+def _param_value(raw: str) -> Any:
+    """Return ``raw`` as a number or boolean when JSON reads it as one, else as
+    the string given.
+
+    YAML 1.1 rules would read 011 as 9, 1:30 as 90, on as true and 1e-4 as a
+    string, which is why JSON decides.
+    """
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return raw
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        return value
+    return raw
 
 
 @click.command()
@@ -36,7 +50,7 @@ def _parse_param(values: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--version", "version", help="Bundle version; default: the code's git commit.")
 @click.option("--code", type=click.Path(path_type=Path), help="Code folder; default: the current folder.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("."), show_default=True, help="Folder for the bundle and its .sha256 file.")
-@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="A hyperparameter to record; repeatable.")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="A hyperparameter to record; repeatable. Numbers and true/false are read as in JSON, anything else is kept as text.")
 @click.option("--params-file", type=click.Path(path_type=Path), help="JSON or YAML file of hyperparameters.")
 @click.option("--metrics-file", type=click.Path(path_type=Path), help="JSON or YAML file of metrics.")
 @click.option("--dataset", "datasets", multiple=True, metavar="URI", help="A dataset reference to record; repeatable.")
@@ -46,7 +60,11 @@ def _parse_param(values: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--text-level", type=int, default=9, show_default=True, help="zstd level for code and text (1-22).")
 @click.option("--threads", type=int, default=0, show_default=True, help="Compression threads; 0 uses every core.")
 @click.option("--force", is_flag=True, help="Replace a bundle of the same name and version.")
-@click.option("--python", "python", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Training interpreter whose CUDA libraries to record; default: goldmaster's own.")
+@click.option("--python", "python", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Training interpreter whose environment and CUDA libraries to record; default: the active virtual or conda environment, else python3 on PATH (CUDA libraries: goldmaster's own).")
+@click.option("--env/--no-env", default=True, show_default=True, help="Capture the Python environment.")
+@click.option("--wheels", is_flag=True, help="Vendor every distribution file into env/wheels/ so that restore needs no network.")
+@click.option("--strict", is_flag=True, help="With --wheels, fail when a distribution cannot be vendored.")
+@click.option("--sign", "sign_key", type=click.Path(path_type=Path), metavar="KEY", help="Sign the bundle with this Ed25519 private key (PEM); writes BUNDLE.sig.json.")
 @click.option("--image/--no-image", "image", default=None, help="Build and save the container image; default: when an engine is reachable (DOCKER_HOST or the default socket).")
 @click.option("--base-image", metavar="REF", help="Base image for the Dockerfile; default: chosen from the captured Python and CUDA.")
 @click.option("--image-weights/--no-image-weights", default=True, show_default=True, help="Copy the weights into the image, or expect them mounted at /opt/goldmaster/weights.")
@@ -80,17 +98,27 @@ def capture_command(
         text_level=kwargs["text_level"],
         threads=kwargs["threads"],
         force=kwargs["force"],
+        env=kwargs["env"],
         python=kwargs["python"],
+        wheels=kwargs["wheels"],
+        strict=kwargs["strict"],
         image=kwargs["image"],
         base_image=kwargs["base_image"],
         image_weights=kwargs["image_weights"],
         tags=list(tags),
     )
+    signer = load_signer(kwargs["sign_key"]) if kwargs["sign_key"] else None
     result = capture(options, reporter)
+    signed = None
+    if signer is not None:
+        signed = sign_capture(result.bundle, result.sha256, result.manifest, signer)
     if as_json:
-        print_json(result.to_json())
+        extra = {"signature": signed.to_json()} if signed else {}
+        print_json(result.to_json() | extra)
         return
     click.echo(
         f"{result.bundle}  {human_bytes(result.size)} from {human_bytes(result.input_bytes)}"
         f"  sha256 {result.sha256}"
     )
+    if signed is not None:
+        click.echo(f"{signed.signature}  signed by {signed.signer}")
