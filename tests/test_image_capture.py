@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from goldmaster import container
 from goldmaster.cli import cli
+from goldmaster.dockerfile import MANIFEST_DIGEST_LABEL, manifest_digest
 from goldmaster.image import DOCKERFILE_ARCNAME
 from goldmaster.verify import read_manifest
 from image_helpers import TINY_MODEL_SOURCE, make_wheel
@@ -127,6 +128,8 @@ def test_capture_image_restores_after_removal(
     assert image["saved"] is True
     assert image["tags"] == [tag]
     assert image["base_image"]["ref"] == base_image.python
+    # The label's digest is recomputable from the final manifest.
+    assert image["labels"][MANIFEST_DIGEST_LABEL] == manifest_digest(manifest)
     listed = {entry["path"] for entry in manifest["files"]}
     assert {"image/Dockerfile", "image/image.tar"} <= listed
     assert not list(out.glob(".goldmaster-image-*"))
@@ -167,7 +170,7 @@ def test_capture_without_weights_prints_mount(
     dest = tmp_path / "restored"
 
     restored = run_cli(
-        "restore", str(out / "tiny-1.0.gm.tar.zst"), str(dest), "--image"
+        "restore", str(out / "tiny-1.0.gm.tar.zst"), str(dest), "--no-env", "--image"
     )
 
     assert restored.exit_code == 0, restored.output
