@@ -20,7 +20,7 @@ from click.testing import CliRunner, Result
 from goldmaster.cli import cli
 from helpers import git_repo, plain_code, run_capture, small_model
 
-pytest_plugins = ["registry_fixtures"]
+pytest_plugins = ["registry_fixtures", "engine_fixtures"]
 
 FAKES = Path(__file__).parent / "fakes"
 SCENARIOS = FAKES / "scenarios"

@@ -30,6 +30,7 @@ from .environment import capture_environment
 from .errors import InputError, OutputError, UnsafeMemberError, UsageError
 from .fsutil import deferred_signals, fsync_dir, temporary_path, write_synced
 from .gpu import probe_system
+from .image import image_section
 from .model import SourceFile, scan_model
 from .parts import Part, Section
 from .progress import Reporter
@@ -73,6 +74,11 @@ class CaptureOptions:
     python: Path | None = None
     wheels: bool = False
     strict: bool = False
+    image: bool | None = None
+    """Build the image: None when an engine is reachable, True or fail, False never."""
+    base_image: str | None = None
+    image_weights: bool = True
+    tags: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -145,10 +151,35 @@ def _code_root(options: CaptureOptions, code_info: dict[str, Any]) -> Path:
     return folder
 
 
-def _late_sections(options: CaptureOptions, data: dict[str, Any]) -> list[Section]:
+def _late_sections(
+    options: CaptureOptions, data: dict[str, Any], entries: list[_Entry], workdir: Path
+) -> list[Section]:
     """Run the probes that need the hashed manifest so far, such as the image
     build, which labels the image with the manifest's digest."""
-    return []
+    image = image_section(
+        data,
+        _image_context(entries),
+        workdir,
+        base_image=options.base_image,
+        weights=options.image_weights,
+        tags=options.tags,
+        build=options.image is not False,
+        required=options.image is True,
+    )
+    return [image]
+
+
+def _image_context(entries: list[_Entry]) -> list[Part]:
+    """Turn the body's entries into the image build's context, links resolved."""
+    by_name = {entry.arcname: entry for entry in entries}
+    parts = []
+    for entry in entries:
+        target = by_name[entry.link] if entry.link is not None else entry
+        if target.source is not None:
+            parts.append(Part(entry.arcname, source=target.source))
+        elif target.data is not None:
+            parts.append(Part(entry.arcname, data=target.data))
+    return parts
 
 
 def source_date_epoch() -> int:
@@ -472,11 +503,15 @@ def _write(
         _write_entries(writer, sorted(entries, key=lambda e: _order(e.arcname)), options)
         reporter.finish()
         late_entries: list[_Entry] = []
-        for section in _late_sections(options, _with_files(data, writer.files)):
-            late: list[_Entry] = []
-            _add_section(data, late, notices, section)
-            _write_entries(writer, sorted(late, key=lambda e: _order(e.arcname)), options)
-            late_entries += late
+        if options.image is not False:
+            reporter.step("building the container image")
+        with tempfile.TemporaryDirectory(prefix=".goldmaster-image-", dir=tmp.parent) as work:
+            hashed = _with_files(data, writer.files)
+            for section in _late_sections(options, hashed, entries, Path(work)):
+                late: list[_Entry] = []
+                _add_section(data, late, notices, section)
+                _write_entries(writer, sorted(late, key=lambda e: _order(e.arcname)), options)
+                late_entries += late
         readme = manifest.readme(data)
         readme_entry = WrittenFile("README.txt", len(readme), hashlib.sha256(readme).hexdigest())
         final = _with_files(data, writer.files + [readme_entry])

@@ -145,6 +145,7 @@ def render_manifest(console: Console, manifest: dict[str, Any]) -> None:
         console.print(_kv_table("Datasets", [("", d) for d in manifest["datasets"]]))
     if manifest.get("system"):
         render_system(console, manifest["system"], "System")
+    _render_image(console, manifest.get("image"))
     _render_files(console, manifest.get("files", []))
 
 
@@ -278,6 +279,43 @@ def _render_local_origins(console: Console, dists: list[dict[str, Any]]) -> None
     if rows:
         console.print()
         console.print(_kv_table("Distributions not from an index", rows))
+
+
+def _render_image(console: Console, image: dict[str, Any] | None) -> None:
+    if not image:
+        return
+    base = image.get("base_image") or {}
+    engine = image.get("engine") or {}
+    weights = image.get("weights")
+    if weights == "mounted":
+        weights = f"mounted at {image.get('weights_path')}"
+    console.print()
+    console.print(
+        _kv_table(
+            "Image",
+            [
+                ("built", "yes" if image.get("built") else "no"),
+                ("reason", image.get("reason")),
+                ("id", _short_digest(image.get("id"))),
+                ("tags", _inline(image.get("tags"))),
+                ("size", human_bytes(image["size"]) if image.get("size") else None),
+                ("saved", image.get("archive") if image.get("saved") else "no"),
+                ("dockerfile", image.get("dockerfile")),
+                ("base image", base.get("ref")),
+                ("base digest", _short_digest(base.get("digest") or base.get("id"))),
+                ("weights", weights),
+                ("engine", " ".join(filter(None, [engine.get("name"), engine.get("version")]))),
+            ],
+        )
+    )
+
+
+def _short_digest(digest: str | None) -> str | None:
+    """Shorten ``sha256:<64 hex>`` to 12 hex digits, as docker prints image ids."""
+    if not digest:
+        return None
+    algorithm, _, value = digest.partition(":")
+    return f"{algorithm}:{value[:12]}" if value else digest[:12]
 
 
 def _render_mapping(

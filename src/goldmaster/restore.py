@@ -16,6 +16,7 @@ from .doctor import compare_host, enforce
 from .environment import restore_environment
 from .errors import DestinationError, GoldmasterError, HostMismatchError, UnsafeMemberError
 from .gpu import probe_system
+from .image import restore_image
 from .progress import Reporter
 from .verify import BundleWalk, Sink, read_manifest
 
@@ -37,6 +38,8 @@ class RestoreOptions:
     env: bool = True
     python: str | None = None
     offline: bool | None = None
+    image: bool = False
+    """Load the saved image into the engine (or build it), tag and smoke-test it."""
 
 
 @dataclass
@@ -306,6 +309,9 @@ def _later_stages(result: RestoreResult, options: RestoreOptions, reporter: Repo
             result.notices.append(notice)
             reporter.notice(notice)
     _compare_host(result, options, reporter)
+    if options.image:
+        reporter.step("loading the container image")
+        result.stages["image"] = restore_image(result.dest, result.manifest).to_json()
 
 
 def _compare_host(result: RestoreResult, options: RestoreOptions, reporter: Reporter) -> None:

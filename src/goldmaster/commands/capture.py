@@ -65,6 +65,10 @@ def _param_value(raw: str) -> Any:
 @click.option("--wheels", is_flag=True, help="Vendor every distribution file into env/wheels/ so that restore needs no network.")
 @click.option("--strict", is_flag=True, help="With --wheels, fail when a distribution cannot be vendored.")
 @click.option("--sign", "sign_key", type=click.Path(path_type=Path), metavar="KEY", help="Sign the bundle with this Ed25519 private key (PEM); writes BUNDLE.sig.json.")
+@click.option("--image/--no-image", "image", default=None, help="Build and save the container image; default: when an engine is reachable (DOCKER_HOST or the default socket).")
+@click.option("--base-image", metavar="REF", help="Base image for the Dockerfile; default: chosen from the captured Python and CUDA.")
+@click.option("--image-weights/--no-image-weights", default=True, show_default=True, help="Copy the weights into the image, or expect them mounted at /opt/goldmaster/weights.")
+@click.option("--tag", "tags", multiple=True, metavar="REF", help="Tag for the image; repeatable. Default: localhost/NAME:VERSION.")
 @output_options
 def capture_command(
     model_path: Path,
@@ -72,6 +76,7 @@ def capture_command(
     datasets: tuple[str, ...],
     excludes: tuple[str, ...],
     includes: tuple[str, ...],
+    tags: tuple[str, ...],
     as_json: bool,
     reporter: Reporter,
     **kwargs: Any,
@@ -97,6 +102,10 @@ def capture_command(
         python=kwargs["python"],
         wheels=kwargs["wheels"],
         strict=kwargs["strict"],
+        image=kwargs["image"],
+        base_image=kwargs["base_image"],
+        image_weights=kwargs["image_weights"],
+        tags=list(tags),
     )
     signer = load_signer(kwargs["sign_key"]) if kwargs["sign_key"] else None
     result = capture(options, reporter)

@@ -22,6 +22,7 @@ from .common import output_options
 @click.option("--env/--no-env", default=True, show_default=True, help="Rebuild the Python environment at DEST/.venv.")
 @click.option("--python", help="Interpreter for DEST/.venv; default: one of the captured major.minor version.")
 @click.option("--no-index", "no_index", is_flag=True, help="Install only from the bundle's vendored wheels, with no network.")
+@click.option("--image", is_flag=True, help="Load the bundle's container image into the engine (or build it from its Dockerfile), tag it and smoke-test it.")
 @output_options
 def restore_command(bundle: Path, dest: Path, as_json: bool, reporter: Reporter, **kwargs: Any) -> None:
     """Verify BUNDLE while extracting it into DEST, then rebuild what it records."""
@@ -32,6 +33,7 @@ def restore_command(bundle: Path, dest: Path, as_json: bool, reporter: Reporter,
         env=kwargs["env"],
         python=kwargs["python"],
         offline=True if kwargs["no_index"] else None,
+        image=kwargs["image"],
     )
     result = restore(bundle, dest, options, reporter)
     if as_json:
@@ -41,6 +43,14 @@ def restore_command(bundle: Path, dest: Path, as_json: bool, reporter: Reporter,
     environment = result.stages.get("environment")
     if environment:
         click.echo(environment_summary(environment))
+
+    image = result.stages.get("image")
+    if image:
+        click.echo(
+            f"image {image['tags'][0]} {image['origin']} ({image['id'][:19]}), "
+            f"imports checked with Python {image['smoke_test']['python']}"
+        )
+        click.echo(f"run it with: {image['run_command']}")
 
 
 def environment_summary(stage: dict[str, Any]) -> str:
