@@ -22,6 +22,7 @@ from .archive import (
     compress_head,
     rewrite_with_head,
 )
+from .checks import checks_section
 from .codebase import snapshot_code
 from .errors import InputError, UsageError
 from .fsutil import atomic_write_bytes, fsync_dir, temporary_path
@@ -60,6 +61,11 @@ class CaptureOptions:
     text_level: int = 9
     threads: int = 0
     force: bool = False
+    checks: list[str] = field(default_factory=list)
+    check_outputs: list[str] = field(default_factory=list)
+    check_rtol: float | None = None
+    check_atol: float | None = None
+    check_timeout: float | None = None
 
 
 @dataclass
@@ -103,7 +109,11 @@ class _Entry:
 
 def _early_sections(options: CaptureOptions, data: dict[str, Any]) -> list[Section]:
     """Run the probes whose results are known before the body is written."""
-    return []
+    sections = []
+    checks = checks_section(options)
+    if checks is not None:
+        sections.append(checks)
+    return sections
 
 
 def _late_sections(options: CaptureOptions, data: dict[str, Any]) -> list[Section]:

@@ -6,6 +6,7 @@ import click
 
 from . import __version__
 from .commands.capture import capture_command
+from .commands.check import check_command
 from .commands.inspect import inspect_command
 from .commands.restore import restore_command
 from .commands.verify import verify_command
@@ -22,6 +23,7 @@ cli.add_command(capture_command, "capture")
 cli.add_command(verify_command, "verify")
 cli.add_command(inspect_command, "inspect")
 cli.add_command(restore_command, "restore")
+cli.add_command(check_command, "check")
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .archive import Member
+from .checks import run_checks
 from .errors import DestinationError, UnsafeMemberError
 from .progress import Reporter
 from .verify import BundleWalk, Sink, read_manifest
@@ -27,6 +28,7 @@ class RestoreOptions:
 
     force: bool = False
     keep_partial: bool = False
+    check: bool = False
 
 
 @dataclass
@@ -220,3 +222,6 @@ def _discard(staging: Path, created: Path | None, keep: bool) -> None:
 
 def _later_stages(result: RestoreResult, options: RestoreOptions, reporter: Reporter) -> None:
     """Run what follows extraction: environment, host comparison, image, checks."""
+    if options.check:
+        report = run_checks(result.dest, result.manifest, reporter=reporter)
+        result.stages["checks"] = report.to_json()

@@ -9,6 +9,7 @@ import click
 import yaml
 
 from ..capture import CaptureOptions, capture
+from ..checks import DEFAULT_TIMEOUT
 from ..console import human_bytes, print_json
 from ..progress import Reporter
 from .common import output_options
@@ -46,6 +47,11 @@ def _parse_param(values: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--text-level", type=int, default=9, show_default=True, help="zstd level for code and text (1-22).")
 @click.option("--threads", type=int, default=0, show_default=True, help="Compression threads; 0 uses every core.")
 @click.option("--force", is_flag=True, help="Replace a bundle of the same name and version.")
+@click.option("--check", "checks", multiple=True, metavar="CMD", help="A shell command to run in the code folder; its output is recorded and compared after restore. Repeatable.")
+@click.option("--check-output", "check_outputs", multiple=True, metavar="PATH", help="A file that the --check command writes, relative to the code folder; repeatable.")
+@click.option("--check-rtol", type=float, help="Relative tolerance for numbers in check outputs, for checks that set none in goldmaster.yaml; default: exact comparison.")
+@click.option("--check-atol", type=float, help="Absolute tolerance for numbers in check outputs, for checks that set none in goldmaster.yaml; default: exact comparison.")
+@click.option("--check-timeout", type=float, default=DEFAULT_TIMEOUT, show_default=True, metavar="SECONDS", help="Time limit for each run of a check.")
 @output_options
 def capture_command(
     model_path: Path,
@@ -74,6 +80,11 @@ def capture_command(
         text_level=kwargs["text_level"],
         threads=kwargs["threads"],
         force=kwargs["force"],
+        checks=list(kwargs["checks"]),
+        check_outputs=list(kwargs["check_outputs"]),
+        check_rtol=kwargs["check_rtol"],
+        check_atol=kwargs["check_atol"],
+        check_timeout=kwargs["check_timeout"],
     )
     result = capture(options, reporter)
     if as_json:
