@@ -175,8 +175,9 @@ def test_minilm_capture_records_embeddings(minilm_bundle: Path, tmp_path: Path) 
 def test_check_restored_folder_uses_its_venv(
     minilm_bundle: Path, tmp_path: Path
 ) -> None:
+    # Restore rebuilds the captured environment, with NumPy, in dest/.venv.
     dest = _restore(minilm_bundle, tmp_path / "dest")
-    _make_numpy_venv(dest / ".venv")
+    assert (dest / ".venv/bin/python").exists()
 
     done = goldmaster("check", "--json", dest, env=_environ(None, PLAIN_PATH))
 
@@ -286,9 +287,10 @@ def model_file(tmp_path: Path) -> Path:
 def _capture(
     model: Path, code: Path, out: Path, *extra: str, venv: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
+    """Capture without the Python environment, which these checks do not need."""
     return goldmaster(
         "capture", model, "--name", "scripts", "--version", "1", "--code", code,
-        "--output", out, *extra, env=_environ(venv),
+        "--output", out, "--no-env", *extra, env=_environ(venv),
     )  # fmt: skip
 
 
@@ -418,15 +420,25 @@ def test_capture_fails_when_output_is_not_written(
     assert "did not write its output x.json" in done.stderr
 
 
+ENVIRONMENT_CHECK = 'echo "$GOLDMASTER_MODEL_DIR|$GOLDMASTER_MODEL_PATH|$VIRTUAL_ENV|$(command -v python)"'
+
+
+@pytest.mark.parametrize("how", ["VIRTUAL_ENV", "--python"])
 def test_check_environment_names_model_and_python(
-    model_file: Path, numpy_venv: Path, tmp_path: Path
+    model_file: Path, numpy_venv: Path, tmp_path: Path, how: str
 ) -> None:
     code = tmp_path / "code"
     code.mkdir()
-    command = 'echo "$GOLDMASTER_MODEL_DIR|$GOLDMASTER_MODEL_PATH|$VIRTUAL_ENV|$(command -v python)"'
+    extra = ["--check", ENVIRONMENT_CHECK]
+    if how == "--python":
+        extra += ["--python", str(numpy_venv / "bin" / "python")]
 
     done = _capture(
-        model_file, code, tmp_path / "out", "--check", command, venv=numpy_venv
+        model_file,
+        code,
+        tmp_path / "out",
+        *extra,
+        venv=numpy_venv if how == "VIRTUAL_ENV" else None,
     )
 
     assert done.returncode == 0, done.stderr

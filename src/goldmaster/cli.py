@@ -7,7 +7,12 @@ import click
 from . import __version__
 from .commands.capture import capture_command
 from .commands.check import check_command
+from .commands.doctor import doctor_command
+from .commands.diff import diff_command
 from .commands.inspect import inspect_command
+from .commands.list import list_command
+from .commands.pull import pull_command
+from .commands.push import push_command
 from .commands.restore import restore_command
 from .commands.verify import verify_command
 
@@ -23,6 +28,11 @@ cli.add_command(capture_command, "capture")
 cli.add_command(verify_command, "verify")
 cli.add_command(inspect_command, "inspect")
 cli.add_command(restore_command, "restore")
+cli.add_command(doctor_command, "doctor")
+cli.add_command(push_command, "push")
+cli.add_command(pull_command, "pull")
+cli.add_command(diff_command, "diff")
+cli.add_command(list_command, "list")
 cli.add_command(check_command, "check")
 
 

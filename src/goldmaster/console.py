@@ -17,8 +17,10 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from .progress import Reporter
+from .system_report import cuda_rows, gpu_rows, system_rows
 
 
 def make_console(stream: Any = None) -> Console:
@@ -35,7 +37,9 @@ def make_console(stream: Any = None) -> Console:
 class ConsoleReporter(Reporter):
     """Draws a byte progress bar on a terminal and writes step lines otherwise."""
 
-    def __init__(self, console: Console, quiet: bool = False, verbose: bool = False) -> None:
+    def __init__(
+        self, console: Console, quiet: bool = False, verbose: bool = False
+    ) -> None:
         self.console = console
         self.quiet = quiet
         self.verbose = verbose
@@ -90,13 +94,15 @@ def human_bytes(count: int | float | None) -> str:
 
 
 def _kv_table(title: str, rows: list[tuple[str, Any]]) -> Table:
-    table = Table(title=title, title_justify="left", show_header=False, box=None, pad_edge=False)
+    table = Table(
+        title=title, title_justify="left", show_header=False, box=None, pad_edge=False
+    )
     table.add_column(style="bold", no_wrap=True)
     table.add_column()
     for key, value in rows:
         if value is None or value == "" or value == [] or value == {}:
             continue
-        table.add_row(key, str(value))
+        table.add_row(key, value if isinstance(value, Text) else str(value))
     return table
 
 
@@ -121,20 +127,56 @@ def render_manifest(console: Console, manifest: dict[str, Any]) -> None:
                 ("format", model.get("format")),
                 ("files", model.get("files")),
                 ("size", human_bytes(model.get("bytes"))),
-                ("parameters", f"{model['parameters']:,}" if "parameters" in model else None),
+                (
+                    "parameters",
+                    f"{model['parameters']:,}" if "parameters" in model else None,
+                ),
                 ("dtypes", _inline(model.get("dtypes"))),
                 ("huggingface", _inline(model.get("huggingface"))),
             ],
         )
     )
     _render_code(console, manifest.get("code", {}))
+    _render_environment(console, manifest.get("environment"))
     _render_mapping(console, "Parameters", manifest.get("params"))
     _render_mapping(console, "Metrics", manifest.get("metrics"))
     if manifest.get("datasets"):
         console.print()
         console.print(_kv_table("Datasets", [("", d) for d in manifest["datasets"]]))
+    if manifest.get("system"):
+        render_system(console, manifest["system"], "System")
     _render_checks(console, (manifest.get("checks") or {}).get("items") or [])
     _render_files(console, manifest.get("files", []))
+
+
+def render_system(console: Console, system: dict[str, Any], title: str) -> None:
+    """Print a system section: the host, its NVIDIA GPUs and its CUDA stack."""
+    for heading, rows in (
+        (title, system_rows(system)),
+        ("NVIDIA", gpu_rows(system)),
+        ("CUDA", cuda_rows(system)),
+    ):
+        # Text cells, because probed values (paths, tool output) may contain
+        # square brackets that rich would read as markup.
+        plain = [(key, Text(value)) for key, value in rows if value]
+        if plain:
+            console.print()
+            console.print(_kv_table(heading, plain))
+
+
+def render_findings(console: Console, findings: list[Any]) -> None:
+    """Print host-comparison findings, errors first, each with its advice."""
+    console.print()
+    if not findings:
+        console.print("No differences that stop the captured model from running here.")
+        return
+    table = Table(title="Findings", title_justify="left", box=None, pad_edge=False)
+    table.add_column("severity", style="bold", no_wrap=True)
+    table.add_column("code", no_wrap=True)
+    table.add_column("finding and advice")
+    for finding in findings:
+        table.add_row(finding.severity, finding.code, Text(f"{finding.message}\n{finding.advice}"))
+    console.print(table)
 
 
 def _inline(value: Any) -> str | None:
@@ -168,7 +210,80 @@ def _render_code(console: Console, code: dict[str, Any]) -> None:
     )
 
 
-def _render_mapping(console: Console, title: str, mapping: dict[str, Any] | None) -> None:
+def _render_environment(console: Console, env: dict[str, Any] | None) -> None:
+    if not env:
+        return
+    interpreter = env.get("interpreter", {})
+    dists = env.get("distributions", [])
+
+    kinds: dict[str, int] = {}
+    for dist in dists:
+        kind = dist["origin"]["kind"]
+        kinds[kind] = kinds.get(kind, 0) + 1
+
+    wheels = env.get("wheels", {})
+    vendored = None
+    if wheels.get("vendored"):
+        vendored = (
+            f"{wheels.get('count')} files, {len(wheels.get('missing', []))} missing"
+        )
+    effective = env.get("index", {}).get("effective", {})
+    conda = env.get("conda") or {}
+
+    console.print()
+    console.print(
+        _kv_table(
+            "Python environment",
+            [
+                (
+                    "python",
+                    f"{interpreter.get('implementation')} {interpreter.get('version')}",
+                ),
+                ("platform", interpreter.get("platform")),
+                ("kind", env.get("kind")),
+                (
+                    "distributions",
+                    f"{len(dists)} ({_inline(dict(sorted(kinds.items())))})",
+                ),
+                ("index", effective.get("index_url")),
+                ("extra indexes", _inline(effective.get("extra_index_urls"))),
+                ("wheels", vendored),
+                ("conda packages", len(conda.get("packages", [])) if conda else None),
+                (
+                    "lockfiles",
+                    _inline([item["path"] for item in env.get("lockfiles", [])]),
+                ),
+                (
+                    "external code",
+                    _inline([item["path"] for item in env.get("external_code", [])]),
+                ),
+            ],
+        )
+    )
+    _render_local_origins(console, dists)
+
+
+def _render_local_origins(console: Console, dists: list[dict[str, Any]]) -> None:
+    """List the distributions that did not come from an index, with their source."""
+    rows = []
+    for dist in dists:
+        origin = dist["origin"]
+        if origin["kind"] in ("index", "unknown", "conda"):
+            continue
+        source = (
+            origin.get("requirement_url") or origin.get("url") or origin.get("path")
+        )
+        rows.append(
+            (f"{dist['name']} {dist['version']}", f"{origin['kind']}: {source}")
+        )
+    if rows:
+        console.print()
+        console.print(_kv_table("Distributions not from an index", rows))
+
+
+def _render_mapping(
+    console: Console, title: str, mapping: dict[str, Any] | None
+) -> None:
     if mapping:
         console.print()
         console.print(_kv_table(title, list(mapping.items())))

@@ -70,3 +70,9 @@ class SignatureError(GoldmasterError):
     """A signature is missing, malformed or does not match."""
 
     exit_code = EXIT_FAILED
+
+
+class HostMismatchError(GoldmasterError):
+    """This host cannot run what a bundle captured, and strict checking was asked for."""
+
+    exit_code = EXIT_FAILED

@@ -157,3 +157,19 @@ With goldmaster
   goldmaster restore {top}{SUFFIX} DEST
 """
     return text.encode()
+
+
+def model_digest(manifest: dict[str, Any]) -> str:
+    """Return the digest of the weights: sha256 over their ``sha256sum`` listing.
+
+    The listing has one ``DIGEST  PATH`` line per file under ``weights/``,
+    sorted by path, with paths relative to ``weights/``. Two bundles of the
+    same model files have the same model digest whatever else changed.
+    """
+    prefix = "weights/"
+    entries = [
+        (entry["path"][len(prefix) :], entry["sha256"])
+        for entry in manifest.get("files", [])
+        if entry["path"].startswith(prefix)
+    ]
+    return "sha256:" + hashlib.sha256(sha256sums(entries)).hexdigest()

@@ -13,7 +13,10 @@ from typing import Any
 
 from .archive import Member
 from .checks import run_checks
-from .errors import DestinationError, UnsafeMemberError
+from .doctor import compare_host, enforce
+from .environment import restore_environment
+from .errors import DestinationError, HostMismatchError, UnsafeMemberError
+from .gpu import probe_system
 from .progress import Reporter
 from .verify import BundleWalk, Sink, read_manifest
 
@@ -29,6 +32,11 @@ class RestoreOptions:
     force: bool = False
     keep_partial: bool = False
     check: bool = False
+    # Fail (after extracting) when this host cannot run what the bundle captured.
+    strict_host: bool = False
+    env: bool = True
+    python: str | None = None
+    offline: bool | None = None
 
 
 @dataclass
@@ -222,6 +230,38 @@ def _discard(staging: Path, created: Path | None, keep: bool) -> None:
 
 def _later_stages(result: RestoreResult, options: RestoreOptions, reporter: Reporter) -> None:
     """Run what follows extraction: environment, host comparison, image, checks."""
+    if options.env and result.manifest.get("environment"):
+        reporter.step("rebuilding the Python environment")
+        stage = restore_environment(
+            result.dest, result.manifest, python=options.python, offline=options.offline
+        )
+        result.stages["environment"] = stage
+        for notice in stage["notices"]:
+            result.notices.append(notice)
+            reporter.notice(notice)
+    _compare_host(result, options, reporter)
     if options.check:
         report = run_checks(result.dest, result.manifest, reporter=reporter)
         result.stages["checks"] = report.to_json()
+
+
+def _compare_host(result: RestoreResult, options: RestoreOptions, reporter: Reporter) -> None:
+    """Compare this host with the captured system section; report findings as notices."""
+    captured = result.manifest.get("system")
+    if not isinstance(captured, dict):
+        return
+    reporter.step("comparing this host with the one the bundle was captured on")
+    # NOTE: the host's Python is goldmaster's own interpreter until the
+    # environment stage chooses the one the restored environment will use.
+    host = probe_system(None).data
+    findings = compare_host(captured, host)
+    result.stages["host"] = {"findings": [finding.to_dict() for finding in findings]}
+    for finding in findings:
+        line = f"host {finding.severity} ({finding.code}): {finding.message}. {finding.advice}"
+        result.notices.append(line)
+        reporter.notice(line)
+    try:
+        enforce(findings, options.strict_host, flag="--strict-host")
+    except HostMismatchError as exc:
+        message = f"{exc.message}; the files are restored in {result.dest}"
+        raise HostMismatchError(message, exc.hint) from exc

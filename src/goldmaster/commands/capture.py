@@ -47,6 +47,10 @@ def _parse_param(values: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--text-level", type=int, default=9, show_default=True, help="zstd level for code and text (1-22).")
 @click.option("--threads", type=int, default=0, show_default=True, help="Compression threads; 0 uses every core.")
 @click.option("--force", is_flag=True, help="Replace a bundle of the same name and version.")
+@click.option("--python", "python", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Training interpreter whose environment and CUDA libraries to record; default: the active virtual or conda environment, else python3 on PATH (CUDA libraries: goldmaster's own).")
+@click.option("--env/--no-env", default=True, show_default=True, help="Capture the Python environment.")
+@click.option("--wheels", is_flag=True, help="Vendor every distribution file into env/wheels/ so that restore needs no network.")
+@click.option("--strict", is_flag=True, help="With --wheels, fail when a distribution cannot be vendored.")
 @click.option("--check", "checks", multiple=True, metavar="CMD", help="A shell command to run in the code folder; its output is recorded and compared after restore. Repeatable.")
 @click.option("--check-output", "check_outputs", multiple=True, metavar="PATH", help="A file that the --check command writes, relative to the code folder; repeatable.")
 @click.option("--check-rtol", type=float, help="Relative tolerance for numbers in check outputs, for checks that set none in goldmaster.yaml; default: exact comparison.")
@@ -80,6 +84,10 @@ def capture_command(
         text_level=kwargs["text_level"],
         threads=kwargs["threads"],
         force=kwargs["force"],
+        env=kwargs["env"],
+        python=kwargs["python"],
+        wheels=kwargs["wheels"],
+        strict=kwargs["strict"],
         checks=list(kwargs["checks"]),
         check_outputs=list(kwargs["check_outputs"]),
         check_rtol=kwargs["check_rtol"],
