@@ -68,6 +68,7 @@ def make_bundle(
             code=code or make_code(folder / f"code-{name}-{version}"),
             params=params or {},
             metrics_file=metrics_file,
+            env=False,
         )
     )
     return result.bundle

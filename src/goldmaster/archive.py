@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import queue
+import re
 import stat
 import struct
 import tarfile
@@ -267,7 +268,64 @@ def rewrite_with_head(tmp: Path, frame: bytes, body_start: int, out: BinaryIO) -
 # Reading
 
 
-class _Decompressed:
+class _Source:
+    """Decompressed bytes of a bundle, read in order."""
+
+    # Where in the tar stream reading is, for error messages: " in member 'x'".
+    where = ""
+
+    def read(self, size: int) -> memoryview:
+        """Return up to ``size`` bytes; fewer only at the end of the stream."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop decompressing."""
+
+    def read_exact(self, size: int) -> bytes:
+        if size < 0:
+            raise BundleFormatError(f"negative size in a tar header{self.where}")
+        parts = []
+        while size:
+            view = self.read(size)
+            if not view:
+                raise BundleFormatError(
+                    f"the bundle is truncated{self.where}", "copy it again from its source"
+                )
+            parts.append(bytes(view))
+            size -= len(view)
+        return b"".join(parts)
+
+
+class _OnDemand(_Source):
+    """Decompresses in the caller's thread and only as far as the caller reads.
+
+    Reading the manifest this way decompresses little more than the first
+    frame, so a damaged or cut-off body does not stop ``inspect`` and a
+    bundle of any size costs the same.
+    """
+
+    def __init__(self, fh: BinaryIO, limit: int) -> None:
+        self.limit = limit
+        self.produced = 0
+        self._reader = zstandard.ZstdDecompressor().stream_reader(
+            fh, read_size=1 << 16, read_across_frames=True, closefd=False
+        )
+
+    def read(self, size: int) -> memoryview:
+        try:
+            data = self._reader.read(min(size, CHUNK))
+        except zstandard.ZstdError as exc:
+            raise BundleFormatError(_zstd_message(exc)) from exc
+        self.produced += len(data)
+        if self.produced > self.limit:
+            raise BundleFormatError(
+                "the bundle decompresses to more bytes than its manifest declares",
+                "the file is corrupt or hostile: do not use it",
+            )
+        return memoryview(data)
+
+
+class _Decompressed(_Source):
     """Decompresses a bundle in a background thread and serves the output.
 
     The thread lets decompression overlap with the hashing done by the
@@ -279,6 +337,8 @@ class _Decompressed:
     def __init__(self, fh: BinaryIO, limit: int) -> None:
         self.limit = limit
         self.produced = 0
+        # Where the reader is, for error messages: " in member 'x'" or " after member 'x'".
+        self.where = ""
         self._queue: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=8)
         self._stop = threading.Event()
         self._buffer = b""
@@ -298,9 +358,8 @@ class _Decompressed:
                     self._put(None)
                     return
                 self._put(chunk)
-        except zstandard.ZstdError as exc:
-            self._put(exc)
-        except OSError as exc:
+        except Exception as exc:  # noqa: BLE001 - the reader reports every failure
+            # Any exception must reach the reader, or it would wait forever.
             self._put(exc)
 
     def _put(self, item: bytes | BaseException | None) -> None:
@@ -329,11 +388,11 @@ class _Decompressed:
             return False
         if isinstance(item, BaseException):
             self._done = True
-            raise BundleFormatError(_zstd_message(item)) from item
+            raise BundleFormatError(_zstd_message(item) + self.where) from item
         self.produced += len(item)
         if self.produced > self.limit:
             raise BundleFormatError(
-                "the bundle decompresses to more bytes than its manifest declares",
+                f"the bundle decompresses to more bytes than its manifest declares{self.where}",
                 "the file is corrupt or hostile: do not use it",
             )
         self._buffer = item
@@ -347,16 +406,6 @@ class _Decompressed:
         view = memoryview(self._buffer)[self._offset : self._offset + size]
         self._offset += len(view)
         return view
-
-    def read_exact(self, size: int) -> bytes:
-        parts = []
-        while size:
-            view = self.read(size)
-            if not view:
-                raise BundleFormatError("the bundle is truncated", "copy it again from its source")
-            parts.append(bytes(view))
-            size -= len(view)
-        return b"".join(parts)
 
 
 def _zstd_message(exc: BaseException) -> str:
@@ -379,6 +428,14 @@ class Member:
     mode: int
 
 
+_DECIMAL = re.compile(rb"[0-9]{1,20}")
+# PAX keys that change how GNU tar reads the member's data: a reader that
+# ignored them would see other bytes than tar does, so bundles never use them.
+_REJECTED_PAX_PREFIXES = ("GNU.sparse.", "SCHILY.", "LIBARCHIVE.")
+# Largest size that fits the 11 octal digits of a ustar size field.
+USTAR_MAX_SIZE = 8**11 - 1
+
+
 def _parse_pax(data: bytes, member: str) -> dict[str, str]:
     records: dict[str, str] = {}
     pos = 0
@@ -386,13 +443,10 @@ def _parse_pax(data: bytes, member: str) -> dict[str, str]:
         if data[pos] == 0:
             break
         space = data.find(b" ", pos)
-        if space < 0:
+        if space < 0 or not _DECIMAL.fullmatch(data[pos:space]):
             raise BundleFormatError(f"malformed PAX header near {member!r}")
-        try:
-            length = int(data[pos:space])
-        except ValueError as exc:
-            raise BundleFormatError(f"malformed PAX header near {member!r}") from exc
-        if length <= space - pos or pos + length > len(data):
+        length = int(data[pos:space])
+        if length <= space - pos or pos + length > len(data) or data[pos + length - 1] != 10:
             raise BundleFormatError(f"malformed PAX header near {member!r}")
         record = data[space + 1 : pos + length - 1]
         key, sep, value = record.partition(b"=")
@@ -403,6 +457,10 @@ def _parse_pax(data: bytes, member: str) -> dict[str, str]:
     return records
 
 
+def _unsafe(name: str, what: str = "unsafe member name") -> UnsafeMemberError:
+    return UnsafeMemberError(f"{what} {name!r}", "do not restore this bundle")
+
+
 def safe_relpath(name: str, top: str | None) -> tuple[str, str]:
     """Split a member name into its top folder and a safe relative path, or raise.
 
@@ -410,10 +468,17 @@ def safe_relpath(name: str, top: str | None) -> tuple[str, str]:
     backslashes and control characters.
     """
     if not name or name.startswith("/") or "\\" in name or any(ord(c) < 32 for c in name):
-        raise UnsafeMemberError(f"unsafe member name {name!r}", "do not restore this bundle")
+        raise _unsafe(name)
     parts = name.rstrip("/").split("/")
     if any(part in ("", ".", "..") for part in parts):
-        raise UnsafeMemberError(f"unsafe member name {name!r}", "do not restore this bundle")
+        raise _unsafe(name)
+    if len(parts) < 2 and top is None:
+        # Only the first member has no top folder to compare with. Other tar
+        # files start like this, so it means "not a bundle", not "hostile".
+        raise BundleFormatError(
+            f"not a goldmaster bundle: its first member {name!r} is not inside a "
+            "NAME-VERSION folder"
+        )
     if len(parts) < 2:
         raise UnsafeMemberError(f"member {name!r} is outside the bundle's top folder")
     if top is not None and parts[0] != top:
@@ -423,16 +488,61 @@ def safe_relpath(name: str, top: str | None) -> tuple[str, str]:
     return parts[0], "/".join(parts[1:])
 
 
+def _could_escape(name: str) -> bool:
+    """Tell whether a name read by a tar tool that ignores PAX headers could
+    land outside the folder it extracts into."""
+    return name.startswith("/") or "\\" in name or ".." in name.split("/")
+
+
+def _check_ustar_field(member: str, field: str, ustar: str, pax: str, width: int) -> None:
+    """Reject a PAX value that does not match the ustar header field it replaces.
+
+    Python's tarfile, which writes bundles, puts a PAX record only where the
+    value is longer than the field or not ASCII, and then stores the value with
+    '?' for each non-ASCII character, cut to the field's width. Any other
+    difference means that tools which ignore PAX headers would see another
+    member than goldmaster does.
+    """
+    if ustar == pax:
+        return
+    if ustar == pax.encode("ascii", "replace")[:width].decode("ascii"):
+        return
+    raise UnsafeMemberError(
+        f"member {member!r}: its PAX {field} does not match the tar header's {ustar!r}",
+        "do not restore this bundle",
+    )
+
+
+def _pax_size(member: str, info: tarfile.TarInfo, pax: dict[str, str]) -> int:
+    if "size" not in pax:
+        return info.size
+    if not _DECIMAL.fullmatch(pax["size"].encode("utf-8", "surrogateescape")):
+        raise BundleFormatError(f"invalid PAX size {pax['size']!r} for {member!r}")
+    size = int(pax["size"])
+    # tarfile writes 0 in the ustar field when the size does not fit it.
+    if size != info.size and not (info.size == 0 and size > USTAR_MAX_SIZE):
+        raise UnsafeMemberError(
+            f"member {member!r}: its PAX size {size} does not match the tar header's "
+            f"{info.size}",
+            "do not restore this bundle",
+        )
+    return size
+
+
 class TarStream:
     """A strict, streaming tar reader over a decompressed bundle.
 
-    Only regular files, hard links and directories are accepted; every other
-    type (symbolic links, devices, FIFOs) is rejected with its name.
+    Only regular files, hard links and directories are accepted. Every other
+    type (symbolic links, devices, FIFOs, GNU long names, global PAX headers)
+    is rejected with its name. PAX records must agree with the ustar fields
+    they replace, so that every tar reader sees the same members.
     """
 
-    def __init__(self, source: _Decompressed) -> None:
+    def __init__(self, source: _Source) -> None:
         self._src = source
         self._pending = 0
+        self._size = 0
+        self._name = ""
         self.top: str | None = None
 
     def __iter__(self) -> Iterator[Member]:
@@ -440,6 +550,7 @@ class TarStream:
 
     def __next__(self) -> Member:
         self.skip_data()
+        self._src.where = f" after member {self._name!r}" if self._name else ""
         pax: dict[str, str] = {}
         while True:
             block = self._src.read_exact(BLOCK)
@@ -448,49 +559,87 @@ class TarStream:
             try:
                 info = tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
             except tarfile.HeaderError as exc:
-                raise BundleFormatError(f"corrupt tar header: {exc}") from exc
-            if info.type in (tarfile.XHDTYPE, tarfile.XGLTYPE):
-                if info.size > MAX_MANIFEST_BYTES:
-                    raise BundleFormatError(f"PAX header of {info.size} bytes is too large")
-                data = self._src.read_exact(info.size + len(padding(info.size)))
-                if info.type == tarfile.XHDTYPE:
-                    pax.update(_parse_pax(data[: info.size], info.name))
+                raise BundleFormatError(f"corrupt tar header{self._src.where}: {exc}") from exc
+            if info.type == tarfile.XHDTYPE:
+                pax.update(self._read_pax(info))
                 continue
+            if info.type == tarfile.XGLTYPE:
+                raise UnsafeMemberError(
+                    f"global PAX header {info.name!r}{self._src.where} is not allowed",
+                    "do not restore this bundle",
+                )
             if info.type in (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK):
-                raise UnsafeMemberError(f"GNU long-name header near {info.name!r} is not allowed")
+                raise UnsafeMemberError(
+                    f"GNU long-name header {info.name!r}{self._src.where} is not allowed",
+                    "do not restore this bundle",
+                )
             return self._member(info, pax)
+
+    def _read_pax(self, info: tarfile.TarInfo) -> dict[str, str]:
+        if _could_escape(info.name):
+            raise _unsafe(info.name, "unsafe PAX header name")
+        if not 0 <= info.size <= MAX_MANIFEST_BYTES:
+            raise BundleFormatError(
+                f"PAX header of {info.size} bytes{self._src.where} is too large"
+            )
+        data = self._src.read_exact(info.size + len(padding(info.size)))
+        return _parse_pax(data[: info.size], info.name)
 
     def _member(self, info: tarfile.TarInfo, pax: dict[str, str]) -> Member:
         name = pax.get("path", info.name)
-        size = info.size
-        if "size" in pax:
-            try:
-                size = int(pax["size"])
-            except ValueError as exc:
-                raise BundleFormatError(f"invalid PAX size for {name!r}") from exc
+        self._name = name
+        self._src.where = f" in member {name!r}"
+        rejected = sorted(key for key in pax if key.startswith(_REJECTED_PAX_PREFIXES))
+        if rejected:
+            raise UnsafeMemberError(
+                f"member {name!r} has the PAX key {rejected[0]!r}, which bundles never use",
+                "do not restore this bundle",
+            )
+        if "path" in pax:
+            _check_ustar_field(name, "path", info.name, name, tarfile.LENGTH_NAME)
+        if _could_escape(info.name):
+            raise _unsafe(info.name)
+        size = _pax_size(name, info, pax)
         if size < 0:
             raise BundleFormatError(f"negative size for {name!r}")
         top, rel = safe_relpath(name, self.top)
         self.top = top
-        if info.type in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE):
-            kind = "file"
-            link = None
-        elif info.type == tarfile.LNKTYPE:
-            kind = "link"
-            _, link = safe_relpath(pax.get("linkpath", info.linkname), top)
-            size = 0
-        elif info.type == tarfile.DIRTYPE:
-            kind = "dir"
-            link = None
-            size = 0
-        else:
+        kind, link = self._kind(info, pax, name, top)
+        if kind != "file" and size != 0:
             raise UnsafeMemberError(
-                f"member {name!r} is a {_type_name(info.type)}, which bundles never contain",
+                f"member {name!r} is a {_type_name(info.type)} with {size} bytes of data",
                 "do not restore this bundle",
             )
         self._pending = size + len(padding(size))
         self._size = size
         return Member(rel, kind, size, link, info.mode & 0o777)
+
+    @staticmethod
+    def _kind(
+        info: tarfile.TarInfo, pax: dict[str, str], name: str, top: str
+    ) -> tuple[str, str | None]:
+        if info.type in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE):
+            return "file", None
+        if info.type == tarfile.DIRTYPE:
+            return "dir", None
+        if info.type != tarfile.LNKTYPE:
+            raise UnsafeMemberError(
+                f"member {name!r} is a {_type_name(info.type)}, which bundles never contain",
+                "do not restore this bundle",
+            )
+        target = pax.get("linkpath", info.linkname)
+        if "linkpath" in pax:
+            _check_ustar_field(name, "linkpath", info.linkname, target, tarfile.LENGTH_LINK)
+        if _could_escape(info.linkname):
+            raise _unsafe(info.linkname, f"hard link {name!r} points to the unsafe path")
+        try:
+            _, link = safe_relpath(target, top)
+        except UnsafeMemberError as exc:
+            raise UnsafeMemberError(
+                f"hard link {name!r} points to {target!r}, outside the bundle's top folder",
+                "do not restore this bundle",
+            ) from exc
+        return "link", link
 
     def read_data(self, sink: Callable[[memoryview], None]) -> None:
         """Pass the current member's data to ``sink`` in chunks."""
@@ -498,7 +647,7 @@ class TarStream:
         while remaining:
             view = self._src.read(min(CHUNK, remaining))
             if not view:
-                raise BundleFormatError("the bundle is truncated", "copy it again from its source")
+                raise self._truncated()
             sink(view)
             remaining -= len(view)
             self._pending -= len(view)
@@ -508,9 +657,14 @@ class TarStream:
         while self._pending:
             view = self._src.read(min(CHUNK, self._pending))
             if not view:
-                raise BundleFormatError("the bundle is truncated", "copy it again from its source")
+                raise self._truncated()
             self._pending -= len(view)
         self._size = 0
+
+    def _truncated(self) -> BundleFormatError:
+        return BundleFormatError(
+            f"the bundle is truncated in member {self._name!r}", "copy it again from its source"
+        )
 
     def read_all(self) -> bytes:
         chunks: list[bytes] = []
@@ -525,6 +679,8 @@ def _type_name(kind: bytes) -> str:
         tarfile.CHRTYPE: "character device",
         tarfile.BLKTYPE: "block device",
         tarfile.FIFOTYPE: "FIFO",
+        tarfile.LNKTYPE: "hard link",
+        tarfile.DIRTYPE: "directory",
     }
     return names.get(kind, f"tar member of type {kind!r}")
 
@@ -554,9 +710,14 @@ class HashingFile:
 
 
 class BundleReader:
-    """Opens a bundle for one sequential pass over its members."""
+    """Opens a bundle for one sequential pass over its members.
 
-    def __init__(self, path: Path, hash_file: bool = False) -> None:
+    With ``head_only`` the reader decompresses only what is read, for callers
+    that stop after the manifest; otherwise a background thread decompresses
+    ahead of the reader.
+    """
+
+    def __init__(self, path: Path, hash_file: bool = False, head_only: bool = False) -> None:
         try:
             self._fh = open(path, "rb")
         except FileNotFoundError as exc:
@@ -571,7 +732,11 @@ class BundleReader:
             raise BundleFormatError(f"{path} is empty")
         self.hashing = HashingFile(self._fh) if hash_file else None
         source = self.hashing if self.hashing is not None else self._fh
-        self._stream = _Decompressed(source, MAX_MANIFEST_BYTES)  # type: ignore[arg-type]
+        self._stream: _OnDemand | _Decompressed
+        if head_only:
+            self._stream = _OnDemand(source, MAX_MANIFEST_BYTES)  # type: ignore[arg-type]
+        else:
+            self._stream = _Decompressed(source, MAX_MANIFEST_BYTES)  # type: ignore[arg-type]
         self.tar = TarStream(self._stream)
 
     def allow(self, total: int) -> None:

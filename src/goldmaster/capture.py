@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -22,17 +23,19 @@ from .archive import (
     _HeadTooLarge,
     compress_head,
     rewrite_with_head,
+    safe_relpath,
 )
 from .checks import checks_section
 from .codebase import snapshot_code
 from .environment import capture_environment
-from .errors import InputError, UsageError
-from .fsutil import atomic_write_bytes, fsync_dir, temporary_path
+from .errors import InputError, OutputError, UnsafeMemberError, UsageError
+from .fsutil import deferred_signals, fsync_dir, temporary_path, write_synced
 from .gpu import probe_system
 from .model import SourceFile, scan_model
 from .parts import Part, Section
 from .progress import Reporter
-from .redact import redact_url
+from .redact import redact_url, redact_value
+from .secrets import check_capture
 
 # Room left in the reserved manifest frame for what is only known after the
 # body is written (the image section and its files).
@@ -87,7 +90,7 @@ class CaptureResult:
     sha256: str
     size: int
     manifest: dict[str, Any]
-    input_bytes: int
+    input_bytes: int  # archived content, each stored file once, without README and sums
     notices: list[str]
 
     def to_json(self) -> dict[str, Any]:
@@ -204,35 +207,49 @@ def _capture_with(options: CaptureOptions, reporter: Reporter, workdir: Path) ->
         reporter.step("capturing the Python environment")
     for section in _early_sections(options, data, workdir):
         _add_section(data, entries, notices, section)
+    _check_member_names(entries)
+    check_capture(data, entries)
 
     final = options.output / f"{top}{manifest.SUFFIX}"
     _check_target(final, options.force)
-    input_bytes = sum(e.size for e in entries)
-    _check_free_space(options.output, input_bytes)
+    _check_free_space(options.output, sum(e.size for e in entries if e.link is None))
     reserve = _reserve_for(data, entries, top)
 
     reporter.step(f"writing {final.name}")
-    with temporary_path(final) as tmp:
-        written, data, frame = _write(
-            tmp, top, created, options, data, entries, reserve, reporter, notices
-        )
-        if frame is not None:
-            _move_body_after(tmp, frame, reserve)
-        digest, size = _file_digest(tmp)
-        os.replace(tmp, final)
-    atomic_write_bytes(final.with_name(final.name + ".sha256"), f"{digest}  {final.name}\n".encode())
+    sidecar = final.with_name(final.name + ".sha256")
+    try:
+        with temporary_path(final) as tmp, temporary_path(sidecar) as sidecar_tmp:
+            written, data, frame = _write(
+                tmp, top, created, options, data, entries, reserve, reporter, notices
+            )
+            if frame is not None:
+                _move_body_after(tmp, frame, reserve)
+            digest, size = _file_digest(tmp)
+            write_synced(sidecar_tmp, f"{digest}  {final.name}\n".encode())
+            # An interrupt between the two renames would pair the new bundle
+            # with the old sidecar, so both happen before a signal is handled.
+            with deferred_signals():
+                os.replace(tmp, final)
+                os.replace(sidecar_tmp, sidecar)
+    except OSError as exc:
+        raise _output_error(final, exc) from exc
     fsync_dir(final.parent)
     for notice in notices:
         reporter.notice(notice)
     return CaptureResult(
         bundle=final,
-        sidecar=final.with_name(final.name + ".sha256"),
+        sidecar=sidecar,
         sha256=digest,
         size=size,
         manifest=data,
-        input_bytes=sum(w.size for w in written),
+        input_bytes=_archived_bytes(written),
         notices=notices,
     )
+
+
+def _archived_bytes(written: list[WrittenFile]) -> int:
+    generated = ("README.txt", "SHA256SUMS")
+    return sum(w.size for w in written if w.link is None and w.arcname not in generated)
 
 
 def _check_options(options: CaptureOptions) -> None:
@@ -244,7 +261,13 @@ def _check_options(options: CaptureOptions) -> None:
         raise UsageError(f"invalid --threads {options.threads}", "use 0 for all cores, or a count")
     if options.output.exists() and not options.output.is_dir():
         raise InputError(f"output path is not a folder: {options.output}")
-    options.output.mkdir(parents=True, exist_ok=True)
+    try:
+        options.output.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(
+            f"cannot create output folder {options.output}: {exc.strerror}",
+            "pass an --output folder that can be created",
+        ) from exc
 
 
 def _default_name(model: Path) -> str:
@@ -278,7 +301,7 @@ def _base_manifest(
         "created": manifest.timestamp(created),
         "model": model_info,
         "code": code_info,
-        "params": dict(sorted(params.items())),
+        "params": redact_value(dict(sorted(params.items()))),
         "metrics": dict(sorted(_read_mapping(options.metrics_file, "--metrics-file").items())),
         "datasets": [redact_url(uri) for uri in options.datasets],
     }
@@ -295,7 +318,7 @@ def _read_mapping(path: Path | None, option: str) -> dict[str, Any]:
     except OSError as exc:
         raise InputError(f"cannot read {option} file {path}: {exc.strerror}") from exc
     try:
-        value = yaml.safe_load(raw.decode("utf-8")) if raw.strip() else None
+        value = _load_json_or_yaml(raw.decode("utf-8"))
     except (UnicodeDecodeError, yaml.YAMLError) as exc:
         raise InputError(f"{option} file {path} is not valid JSON or YAML: {exc}") from exc
     if not isinstance(value, dict):
@@ -304,6 +327,20 @@ def _read_mapping(path: Path | None, option: str) -> dict[str, Any]:
             'for example {"lr": 0.001, "epochs": 3}',
         )
     return {str(k): _plain(v) for k, v in value.items()}
+
+
+def _load_json_or_yaml(text: str) -> Any:
+    """Parse ``text`` as JSON when it is JSON, else as YAML.
+
+    PyYAML follows YAML 1.1, which reads a JSON number such as 1e-4 as a
+    string, so JSON goes first.
+    """
+    if not text.strip():
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return yaml.safe_load(text)
 
 
 def _plain(value: Any) -> Any:
@@ -341,6 +378,25 @@ def _part_entry(part: Part) -> _Entry:
     return _Entry(part.arcname, source=part.source, size=part.source.stat().st_size)
 
 
+def _check_member_names(entries: list[_Entry]) -> None:
+    """Reject, before anything is written, file names that SHA256SUMS cannot
+    hold or that verify and restore would reject as unsafe."""
+    hint = "rename the file or leave it out with --exclude"
+    for entry in entries:
+        try:
+            entry.arcname.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InputError(f"file name is not valid UTF-8: {entry.arcname!r}", hint) from None
+        try:
+            safe_relpath(f"top/{entry.arcname}", "top")
+        except UnsafeMemberError:
+            raise InputError(
+                f"file name cannot be stored in a bundle: {entry.arcname!r} "
+                "(backslashes and control characters such as newlines are not allowed)",
+                hint,
+            ) from None
+
+
 def _order(arcname: str) -> tuple[int, str]:
     group = arcname.split("/", 1)[0]
     rank = GROUPS.index(group) if group in GROUPS else len(GROUPS)
@@ -372,6 +428,16 @@ def _check_free_space(folder: Path, needed: int) -> None:
             f"up to {_mb(needed + FREE_SPACE_MARGIN)} needed",
             "free some space or write the bundle elsewhere with --output",
         )
+
+
+def _output_error(final: Path, exc: OSError) -> OutputError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return OutputError(
+            f"no space left in {final.parent} while writing {final.name}; "
+            "nothing was written and an earlier bundle of that name is unchanged",
+            "free some space or write the bundle elsewhere with --output",
+        )
+    return OutputError(f"cannot write {final}: {exc.strerror or exc}")
 
 
 def _mb(count: int) -> str:
@@ -414,13 +480,16 @@ def _write(
         reporter.start(sum(e.size for e in entries if e.source is not None), "hashing and compressing")
         _write_entries(writer, sorted(entries, key=lambda e: _order(e.arcname)), options)
         reporter.finish()
+        late_entries: list[_Entry] = []
         for section in _late_sections(options, _with_files(data, writer.files)):
             late: list[_Entry] = []
             _add_section(data, late, notices, section)
             _write_entries(writer, sorted(late, key=lambda e: _order(e.arcname)), options)
+            late_entries += late
         readme = manifest.readme(data)
         readme_entry = WrittenFile("README.txt", len(readme), hashlib.sha256(readme).hexdigest())
         final = _with_files(data, writer.files + [readme_entry])
+        check_capture(final, late_entries + [_Entry("README.txt", data=readme)])
         text = manifest.dump(final)
         sums = manifest.sha256sums(
             [(w.arcname, w.sha256) for w in writer.files + [readme_entry]]

@@ -13,7 +13,9 @@ from .commands.inspect import inspect_command
 from .commands.list import list_command
 from .commands.pull import pull_command
 from .commands.push import push_command
+from .commands.keygen import keygen_command
 from .commands.restore import restore_command
+from .commands.sign import sign_command
 from .commands.verify import verify_command
 
 
@@ -34,6 +36,8 @@ cli.add_command(pull_command, "pull")
 cli.add_command(diff_command, "diff")
 cli.add_command(list_command, "list")
 cli.add_command(check_command, "check")
+cli.add_command(sign_command, "sign")
+cli.add_command(keygen_command, "keygen")
 
 
 def main() -> None:

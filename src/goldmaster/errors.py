@@ -76,3 +76,13 @@ class HostMismatchError(GoldmasterError):
     """This host cannot run what a bundle captured, and strict checking was asked for."""
 
     exit_code = EXIT_FAILED
+
+
+class SecretFoundError(GoldmasterError):
+    """A credential would be written into a bundle."""
+
+    exit_code = EXIT_FAILED
+
+
+class OutputError(GoldmasterError):
+    """An output file could not be written, for example on a full disk."""

@@ -89,13 +89,7 @@ def scan_model(model: Path, excludes: list[str], prefix: str = "weights") -> Mod
     scan = ModelScan(files=[])
     seen: dict[tuple[int, int], str] = {}
     for rel, path in entries:
-        try:
-            st = path.stat()
-        except FileNotFoundError as exc:
-            raise InputError(
-                f"dangling symbolic link in the model: {rel} -> {os.readlink(path)}",
-                "restore the file it points to or exclude it with --exclude",
-            ) from exc
+        st = _stat_model_file(rel, path)
         arcname = f"{prefix}/{rel}"
         identity = (st.st_dev, st.st_ino)
         if identity in seen:
@@ -105,6 +99,23 @@ def scan_model(model: Path, excludes: list[str], prefix: str = "weights") -> Mod
         scan.files.append(SourceFile(arcname, path, st.st_size, identity))
     scan.info = describe_model(model, scan, prefix)
     return scan
+
+
+def _stat_model_file(rel: str, path: Path) -> os.stat_result:
+    """Stat the file that ``path`` leads to, after symbolic links."""
+    try:
+        return path.stat()
+    except OSError as exc:
+        if path.is_symlink():
+            raise InputError(
+                f"dangling symbolic link in the model: {rel} -> {os.readlink(path)} "
+                f"({exc.strerror})",
+                "restore the file it points to or exclude it with --exclude",
+            ) from exc
+        raise InputError(
+            f"cannot read model file {rel}: {exc.strerror}",
+            "check that nothing removes model files while capturing",
+        ) from exc
 
 
 def _walk(root: Path, excludes: list[str]) -> list[tuple[str, Path]]:

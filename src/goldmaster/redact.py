@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 PLACEHOLDER = "REDACTED"
@@ -56,3 +57,15 @@ def redact_text(text: str) -> str:
 def has_credentials(url: str) -> bool:
     """Tell whether ``url`` carries a user name, password or token."""
     return redact_url(url) != url
+
+
+def redact_value(value: Any) -> Any:
+    """Return ``value`` with credentials removed from every URL in its strings,
+    looking inside lists and mappings."""
+    if isinstance(value, str):
+        return redact_text(value) if "://" in value else value
+    if isinstance(value, list):
+        return [redact_value(item) for item in value]
+    if isinstance(value, dict):
+        return {key: redact_value(item) for key, item in value.items()}
+    return value

@@ -15,7 +15,7 @@ from .archive import Member
 from .checks import run_checks
 from .doctor import compare_host, enforce
 from .environment import restore_environment
-from .errors import DestinationError, HostMismatchError, UnsafeMemberError
+from .errors import DestinationError, GoldmasterError, HostMismatchError, UnsafeMemberError
 from .gpu import probe_system
 from .progress import Reporter
 from .verify import BundleWalk, Sink, read_manifest
@@ -23,6 +23,8 @@ from .verify import BundleWalk, Sink, read_manifest
 STAGING_PREFIX = ".goldmaster-restore-"
 PARTIAL_NAME = ".goldmaster-partial"
 PARTIAL_MARKER = "RESTORE-INCOMPLETE.txt"
+# Smallest all-zero chunk that restore leaves as a hole instead of writing.
+ZERO_RUN = 64 << 10
 
 
 @dataclass
@@ -81,21 +83,47 @@ class _FileSink(Sink):
             )
         except OSError as exc:
             raise _write_error(self._name, exc) from exc
+        self._size = 0
 
     def write(self, view: memoryview) -> None:
         try:
+            if _is_zero_run(view):
+                # Leave a hole: the file reads back as zeros without using disk,
+                # so sparse files restore sparse.
+                os.lseek(self._fd, len(view), os.SEEK_CUR)
+                self._size += len(view)
+                return
             while view:
                 written = os.write(self._fd, view)
                 view = view[written:]
+                self._size += written
         except OSError as exc:
             os.close(self._fd)
             self._fd = -1
             raise _write_error(self._name, exc) from exc
 
     def close(self) -> None:
-        if self._fd >= 0:
+        if self._fd < 0:
+            return
+        try:
+            # A hole at the end exists only once the size is set.
+            os.ftruncate(self._fd, self._size)
+        except OSError as exc:
+            raise _write_error(self._name, exc) from exc
+        finally:
             os.close(self._fd)
             self._fd = -1
+
+
+def _is_zero_run(view: memoryview) -> bool:
+    """Tell whether ``view`` is long enough to be worth a hole and all zero.
+
+    The first and last bytes are checked before the full comparison, which
+    copies the chunk, so that ordinary weights cost almost nothing extra.
+    """
+    if len(view) < ZERO_RUN or view[0] or view[-1]:
+        return False
+    return view.tobytes() == bytes(len(view))
 
 
 class _LinkSink(Sink):
@@ -132,9 +160,11 @@ def _make_parents(root: Path, relpath: str) -> None:
                     f"member {relpath!r} would be written through {part!r}, which is not a folder",
                     "do not restore this bundle",
                 ) from None
+        except OSError as exc:
+            raise _write_error(relpath, exc) from exc
 
 
-def _write_error(name: str, exc: OSError) -> DestinationError:
+def _write_error(name: str, exc: OSError) -> GoldmasterError:
     if exc.errno == errno.ENOSPC:
         return DestinationError(
             f"no space left on the device while writing {name}",
@@ -143,6 +173,18 @@ def _write_error(name: str, exc: OSError) -> DestinationError:
     if exc.errno == errno.EEXIST:
         return UnsafeMemberError(f"member {name!r} is written twice", "do not restore this bundle")
     return DestinationError(f"cannot write {name}: {exc.strerror}")
+
+
+def _check_free_space(dest: Path, needed: int) -> None:
+    """Fail before extracting when the destination cannot hold the declared files."""
+    folder = dest if dest.exists() else next(p for p in dest.parents if p.exists())
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise DestinationError(
+            f"not enough free space in {folder}: {free / 1e6:,.0f} MB free, "
+            f"{needed / 1e6:,.0f} MB needed for the files of the bundle",
+            "free some space or restore elsewhere",
+        )
 
 
 def _check_destination(dest: Path, force: bool) -> None:
@@ -172,22 +214,24 @@ def restore(
     reporter = reporter or Reporter()
     _check_destination(dest, options.force)
     total = sum(entry["size"] for entry in read_manifest(bundle)["files"])
+    _check_free_space(dest, total)
     created = not dest.exists()
-    dest.mkdir(parents=True, exist_ok=True)
     staging = dest / f"{STAGING_PREFIX}{secrets.token_hex(4)}"
-    staging.mkdir()
 
     def sinks(member: Member, entry: dict[str, Any]) -> Sink:
         return _LinkSink(staging) if member.kind == "link" else _FileSink(staging, member)
 
     reporter.step(f"verifying and extracting {bundle.name}")
+    # Everything from the first folder created on is inside the try block, so
+    # that an error or Ctrl-C at any point removes what this restore made.
     try:
+        _make_folder(dest, parents=True)
+        _make_folder(staging, parents=False)
         walk = BundleWalk(bundle, strict=True, sinks=sinks)
         reporter.start(total, "extracting")
         report = walk.run(reporter.advance)
         reporter.finish()
-        for name, raw in walk.raw.items():
-            (staging / name).write_bytes(raw)
+        _write_raw(staging, walk.raw)
         _move_into_place(staging, dest)
     except BaseException:
         reporter.finish()
@@ -198,14 +242,38 @@ def restore(
     return result
 
 
+def _write_raw(staging: Path, raw: dict[str, bytes]) -> None:
+    """Write manifest.yaml and SHA256SUMS exactly as they were read."""
+    for name, data in raw.items():
+        try:
+            (staging / name).write_bytes(data)
+        except OSError as exc:
+            raise _write_error(name, exc) from exc
+
+
+def _make_folder(path: Path, parents: bool) -> None:
+    try:
+        path.mkdir(parents=parents, exist_ok=parents)
+    except OSError as exc:
+        raise DestinationError(
+            f"cannot create {path}: {exc.strerror}", "choose a destination you can write to"
+        ) from exc
+
+
 def _move_into_place(staging: Path, dest: Path) -> None:
     for entry in sorted(staging.iterdir()):
         target = dest / entry.name
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        elif target.exists() or target.is_symlink():
-            target.unlink()
-        os.rename(entry, target)
+        try:
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif target.exists() or target.is_symlink():
+                target.unlink()
+            os.rename(entry, target)
+        except OSError as exc:
+            raise DestinationError(
+                f"cannot move {entry.name} into {dest}: {exc.strerror}",
+                "check the destination's permissions and free space",
+            ) from exc
     staging.rmdir()
 
 

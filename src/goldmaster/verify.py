@@ -37,6 +37,9 @@ class VerifyReport:
     sidecar: str = "absent"
     files: int = 0
     bytes: int = 0
+    sha256: str = ""  # of the whole bundle file
+    # sha256 of each member as read, by path
+    digests: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -76,7 +79,8 @@ class Sink:
         raise NotImplementedError
 
     def close(self) -> None:
-        """Finish the member after all its data has arrived and was checked."""
+        """Finish the member after its data has arrived, before its digest is
+        compared; also called when reading the data failed."""
 
     def link(self, member: Member, target: str) -> None:
         """Record ``member`` as another name for the earlier member ``target``."""
@@ -97,6 +101,7 @@ class BundleWalk:
         self.report = VerifyReport(bundle=str(path), manifest={})
         self._digests: dict[str, str] = {}
         self._kinds: dict[str, str] = {}
+        self._folders: set[str] = set()
         self._sums: dict[str, str] | None = None
         self.raw: dict[str, bytes] = {}  # manifest.yaml and SHA256SUMS as read
 
@@ -109,6 +114,8 @@ class BundleWalk:
             for member in reader.tar:
                 self._member(reader, member, expected, progress)
             file_digest = reader.file_digest()
+        self.report.sha256 = file_digest
+        self.report.digests = dict(self._digests)
         self._finish(expected)
         self._check_sidecar(file_digest)
         return self.report
@@ -137,6 +144,26 @@ class BundleWalk:
         self.report.manifest = manifest
         return manifest
 
+    def _check_tree(self, member: Member) -> None:
+        """Reject a member that lies under an earlier file or link, or a file
+        or link whose path earlier members used as a folder: tar cannot
+        extract either, and a restore must not write through a link."""
+        parts = member.path.split("/")
+        for depth in range(1, len(parts)):
+            ancestor = "/".join(parts[:depth])
+            if self._kinds.get(ancestor, "dir") != "dir":
+                raise UnsafeMemberError(
+                    f"member {member.path!r} lies under {ancestor!r}, which is not a folder",
+                    "do not restore this bundle",
+                )
+            self._folders.add(ancestor)
+        if member.kind != "dir" and member.path in self._folders:
+            raise UnsafeMemberError(
+                f"member {member.path!r} is a {member.kind}, "
+                "but earlier members use it as a folder",
+                "do not restore this bundle",
+            )
+
     def _fail(self, message: str) -> None:
         if self.strict:
             raise UnsafeMemberError(message, "do not restore this bundle")
@@ -150,6 +177,7 @@ class BundleWalk:
     ) -> None:
         if member.path in self._kinds:
             raise UnsafeMemberError(f"duplicate member {member.path!r}", "do not restore this bundle")
+        self._check_tree(member)
         self._kinds[member.path] = member.kind
         if member.kind == "dir":
             return
@@ -194,7 +222,11 @@ class BundleWalk:
             if progress is not None:
                 progress(len(view))
 
-        reader.tar.read_data(consume)
+        try:
+            reader.tar.read_data(consume)
+        finally:
+            if sink is not None:
+                sink.close()
         actual = digest.hexdigest()
         self._digests[member.path] = actual
         self.report.files += 1
@@ -202,8 +234,6 @@ class BundleWalk:
         if actual != entry["sha256"]:
             self.report.mismatched.append(Mismatch(member.path, entry["sha256"], actual))
             self._fail(f"member {member.path!r} does not match its sha256 in the manifest")
-        if sink is not None:
-            sink.close()
 
     def _link(self, member: Member, entry: dict[str, Any]) -> None:
         target = member.link or ""
@@ -264,6 +294,6 @@ def verify(path: Path, progress: Callable[[int], None] | None = None) -> VerifyR
 
 def read_manifest(path: Path) -> dict[str, Any]:
     """Return the manifest of a bundle, decompressing only its first frame."""
-    with BundleReader(path) as reader:
+    with BundleReader(path, head_only=True) as reader:
         return BundleWalk(path, strict=False).read_head(reader)
 

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 
 from ..capture import CaptureOptions, capture
 from ..checks import DEFAULT_TIMEOUT
 from ..console import human_bytes, print_json
 from ..progress import Reporter
+from ..signing import load_signer, sign_capture
 from .common import output_options
 
 
@@ -21,14 +23,26 @@ def _parse_param(values: tuple[str, ...]) -> dict[str, Any]:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--param")
-        try:
-            value = yaml.safe_load(raw) if raw else ""
-        except yaml.YAMLError:
-            value = raw
-        if not isinstance(value, (str, int, float, bool)) or value is None:
-            value = raw
-        params[key] = value
+        params[key] = _param_value(raw)
     return params
+
+
+def _param_value(raw: str) -> Any:
+    """Return ``raw`` as a number or boolean when JSON reads it as one, else as
+    the string given.
+
+    YAML 1.1 rules would read 011 as 9, 1:30 as 90, on as true and 1e-4 as a
+    string, which is why JSON decides.
+    """
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return raw
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        return value
+    return raw
 
 
 @click.command()
@@ -37,7 +51,7 @@ def _parse_param(values: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--version", "version", help="Bundle version; default: the code's git commit.")
 @click.option("--code", type=click.Path(path_type=Path), help="Code folder; default: the current folder.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("."), show_default=True, help="Folder for the bundle and its .sha256 file.")
-@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="A hyperparameter to record; repeatable.")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="A hyperparameter to record; repeatable. Numbers and true/false are read as in JSON, anything else is kept as text.")
 @click.option("--params-file", type=click.Path(path_type=Path), help="JSON or YAML file of hyperparameters.")
 @click.option("--metrics-file", type=click.Path(path_type=Path), help="JSON or YAML file of metrics.")
 @click.option("--dataset", "datasets", multiple=True, metavar="URI", help="A dataset reference to record; repeatable.")
@@ -56,6 +70,7 @@ def _parse_param(values: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--check-rtol", type=float, help="Relative tolerance for numbers in check outputs, for checks that set none in goldmaster.yaml; default: exact comparison.")
 @click.option("--check-atol", type=float, help="Absolute tolerance for numbers in check outputs, for checks that set none in goldmaster.yaml; default: exact comparison.")
 @click.option("--check-timeout", type=float, default=DEFAULT_TIMEOUT, show_default=True, metavar="SECONDS", help="Time limit for each run of a check.")
+@click.option("--sign", "sign_key", type=click.Path(path_type=Path), metavar="KEY", help="Sign the bundle with this Ed25519 private key (PEM); writes BUNDLE.sig.json.")
 @output_options
 def capture_command(
     model_path: Path,
@@ -94,11 +109,18 @@ def capture_command(
         check_atol=kwargs["check_atol"],
         check_timeout=kwargs["check_timeout"],
     )
+    signer = load_signer(kwargs["sign_key"]) if kwargs["sign_key"] else None
     result = capture(options, reporter)
+    signed = None
+    if signer is not None:
+        signed = sign_capture(result.bundle, result.sha256, result.manifest, signer)
     if as_json:
-        print_json(result.to_json())
+        extra = {"signature": signed.to_json()} if signed else {}
+        print_json(result.to_json() | extra)
         return
     click.echo(
         f"{result.bundle}  {human_bytes(result.size)} from {human_bytes(result.input_bytes)}"
         f"  sha256 {result.sha256}"
     )
+    if signed is not None:
+        click.echo(f"{signed.signature}  signed by {signed.signer}")

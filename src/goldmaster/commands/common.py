@@ -51,9 +51,10 @@ def output_options(func: F) -> F:
             raise
         except Exception as exc:
             if verbose:
-                raise
+                console.print("".join(traceback.format_exception(exc)), markup=False, end="")
             console.print(f"Error: unexpected failure: {exc!r}", markup=False)
-            console.print("Tip: rerun with --verbose to see where it happened", markup=False)
+            if not verbose:
+                console.print("Tip: rerun with --verbose to see where it happened", markup=False)
             sys.exit(EXIT_USAGE)
         except KeyboardInterrupt:
             console.print("Error: interrupted; nothing was left half-written", markup=False)

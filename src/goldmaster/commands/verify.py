@@ -13,28 +13,43 @@ from ..errors import EXIT_FAILED
 from ..ociref import is_reference
 from ..progress import Reporter
 from ..registry import verify_remote
-from ..verify import verify
+from ..signing import SignatureCheck, check_signature, load_verifier
+from ..verify import read_manifest, verify
 from .common import output_options
 from .remote import insecure_option
 
 
 @click.command()
 @click.argument("bundle", metavar="BUNDLE|REGISTRY/REPOSITORY:TAG")
+@click.option("--key", "key_path", type=click.Path(path_type=Path), help="Ed25519 public key (PEM): also check the bundle's signature.")
+@click.option("--signature", type=click.Path(path_type=Path), help="Signature file; default: BUNDLE.sig.json.")
 @insecure_option
 @output_options
-def verify_command(
-    bundle: str, as_json: bool, reporter: Reporter, **kwargs: Any
-) -> None:
+def verify_command(bundle: str, as_json: bool, reporter: Reporter, **kwargs: Any) -> None:
     """Re-hash every file of BUNDLE and compare with its manifest, SHA256SUMS
-    and .sha256 file. A registry reference is pulled into a temporary folder,
-    checked against its digests and verified. Exit status 1 on any mismatch."""
+    and .sha256 file, and with --key its signature. A registry reference is
+    pulled into a temporary folder, checked against its digests and verified.
+    Exit status 1 on any mismatch."""
+    verifier = load_verifier(kwargs["key_path"]) if kwargs["key_path"] else None
+    signature = None
     if is_reference(bundle):
+        if verifier is not None:
+            raise click.UsageError("--key works on a local bundle; pull it first")
         report = verify_remote(bundle, insecure=kwargs["insecure"], reporter=reporter)
     else:
-        reporter.step(f"verifying {Path(bundle).name}")
-        report = verify(Path(bundle))
+        path = Path(bundle)
+        reporter.step(f"verifying {path.name}")
+        total = sum(entry["size"] for entry in read_manifest(path)["files"])
+        reporter.start(total, "verifying")
+        try:
+            report = verify(path, reporter.advance)
+        finally:
+            reporter.finish()
+        if verifier is not None:
+            signature = check_signature(path, report, verifier, kwargs["signature"])
     if as_json:
-        print_json(report.to_json())
+        extra = {"signature": signature.to_json()} if signature else {}
+        print_json(report.to_json() | extra)
     else:
         for item in report.mismatched:
             click.echo(f"MISMATCH  {item.path}  expected {item.expected}, got {item.actual}")
@@ -46,10 +61,19 @@ def verify_command(
             click.echo(f"SHA256SUMS disagrees on {path}")
         if report.sidecar == "mismatch":
             click.echo(f"SIDECAR   {Path(bundle).name}.sha256 does not match the bundle")
-        status = "OK" if report.ok else "FAILED"
+        if signature is not None:
+            _echo_signature(signature)
+        status = "OK" if report.ok and (signature is None or signature.ok) else "FAILED"
         click.echo(
             f"{status}  {bundle}  {report.files} files, {human_bytes(report.bytes)}, "
             f"sidecar {report.sidecar}"
         )
-    if not report.ok:
+    if not report.ok or (signature is not None and not signature.ok):
         sys.exit(EXIT_FAILED)
+
+
+def _echo_signature(signature: SignatureCheck) -> None:
+    for problem in signature.problems:
+        click.echo(f"SIGNATURE {problem}")
+    if signature.ok:
+        click.echo(f"SIGNED    by {signature.signer}, {signature.subjects} subjects match")
