@@ -635,8 +635,9 @@ def _tally_result(
     )
     rule = (tolerance or Tolerance()).describe()
     if result.status == WITHIN_TOLERANCE:
+        values = "value" if tally.compared == 1 else "values"
         result.summary = (
-            f"{tally.compared} values within {rule}: max abs diff {tally.max_abs:.3g},"
+            f"{tally.compared} {values} within {rule}: max abs diff {tally.max_abs:.3g},"
             f" max rel diff {tally.max_rel:.3g}"
         )
         return result
