@@ -525,27 +525,31 @@ def _context(workdir: Path) -> RunContext:
 
 
 def test_run_command_restores_old_output_when_not_written(tmp_path: Path) -> None:
-    (tmp_path / "out.txt").write_text("old")
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    (workdir / "out.txt").write_text("old")
 
-    run = run_command(CheckCommand("c", "exit 3", ["out.txt"], 10), _context(tmp_path))
+    run = run_command(CheckCommand("c", "exit 3", ["out.txt"], 10), _context(workdir))
 
     assert run.status == COMPLETED
     assert run.exit_status == 3
     assert run.outputs == {"out.txt": None}
-    assert (tmp_path / "out.txt").read_text() == "old"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+    assert (workdir / "out.txt").read_text() == "old"
+    assert sorted(p.name for p in workdir.iterdir()) == ["out.txt"]
 
 
 def test_run_command_reads_new_output(tmp_path: Path) -> None:
-    (tmp_path / "out.txt").write_text("old")
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    (workdir / "out.txt").write_text("old")
     command = "mkdir -p sub && echo new > out.txt && echo deep > sub/b.txt"
 
     run = run_command(
-        CheckCommand("c", command, ["out.txt", "sub/b.txt"], 10), _context(tmp_path)
+        CheckCommand("c", command, ["out.txt", "sub/b.txt"], 10), _context(workdir)
     )
 
     assert run.outputs == {"out.txt": b"new\n", "sub/b.txt": b"deep\n"}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt", "sub"]
+    assert sorted(p.name for p in workdir.iterdir()) == ["out.txt", "sub"]
 
 
 def test_run_command_reports_missing_workdir(tmp_path: Path) -> None:
