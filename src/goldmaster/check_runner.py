@@ -252,6 +252,8 @@ def _put_back(target: Path, backup: Path | None) -> None:
         os.replace(backup, target)
 
 
+# NOTE: stdout and output files are held in memory, which suits small golden
+# outputs such as embeddings of a few inputs, not outputs of many gigabytes.
 def _read_output(path: Path) -> bytes | None:
     try:
         return path.read_bytes() if path.is_file() else None
