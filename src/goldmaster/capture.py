@@ -25,6 +25,7 @@ from .archive import (
     rewrite_with_head,
     safe_relpath,
 )
+from .checks import checks_section
 from .codebase import snapshot_code
 from .environment import capture_environment
 from .errors import InputError, OutputError, UnsafeMemberError, UsageError
@@ -79,6 +80,11 @@ class CaptureOptions:
     base_image: str | None = None
     image_weights: bool = True
     tags: list[str] = field(default_factory=list)
+    checks: list[str] = field(default_factory=list)
+    check_outputs: list[str] = field(default_factory=list)
+    check_rtol: float | None = None
+    check_atol: float | None = None
+    check_timeout: float | None = None
 
 
 @dataclass
@@ -139,6 +145,9 @@ def _early_sections(
                 workdir=workdir / "env",
             )
         )
+    checks = checks_section(options)
+    if checks is not None:
+        sections.append(checks)
     return sections
 
 

@@ -6,6 +6,7 @@ import click
 
 from . import __version__
 from .commands.capture import capture_command
+from .commands.check import check_command
 from .commands.doctor import doctor_command
 from .commands.diff import diff_command
 from .commands.inspect import inspect_command
@@ -34,6 +35,7 @@ cli.add_command(push_command, "push")
 cli.add_command(pull_command, "pull")
 cli.add_command(diff_command, "diff")
 cli.add_command(list_command, "list")
+cli.add_command(check_command, "check")
 cli.add_command(sign_command, "sign")
 cli.add_command(keygen_command, "keygen")
 

@@ -146,6 +146,7 @@ def render_manifest(console: Console, manifest: dict[str, Any]) -> None:
     if manifest.get("system"):
         render_system(console, manifest["system"], "System")
     _render_image(console, manifest.get("image"))
+    _render_checks(console, (manifest.get("checks") or {}).get("items") or [])
     _render_files(console, manifest.get("files", []))
 
 
@@ -324,6 +325,23 @@ def _render_mapping(
     if mapping:
         console.print()
         console.print(_kv_table(title, list(mapping.items())))
+
+
+def _render_checks(console: Console, checks: list[dict[str, Any]]) -> None:
+    if not checks:
+        return
+    table = Table(title="Golden-output checks", title_justify="left", box=None, pad_edge=False)
+    for column in ("name", "command", "outputs", "comparison", "at capture"):
+        table.add_column(column, style="bold" if column == "name" else None)
+    for check in checks:
+        rtol, atol = check.get("rtol"), check.get("atol")
+        exact = rtol is None and atol is None
+        comparison = "exact" if exact else f"rtol={rtol or 0:g}, atol={atol or 0:g}"
+        capture = "deterministic" if check.get("deterministic") else "nondeterministic"
+        outputs = ", ".join(["stdout", *check.get("outputs", [])])
+        table.add_row(check["name"], check["command"], outputs, comparison, capture)
+    console.print()
+    console.print(table)
 
 
 def _render_files(console: Console, files: list[dict[str, Any]]) -> None:

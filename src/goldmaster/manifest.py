@@ -137,6 +137,7 @@ Contents
   env/            Python environment records and lockfiles (when captured)
   system/         raw outputs of the system and GPU probes (when captured)
   image/          the container image and its Dockerfile (when captured)
+  checks/         recorded outputs of the golden-output checks (when captured)
 
 Verify by hand
   tar --zstd -xf {top}{SUFFIX}

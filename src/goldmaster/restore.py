@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .archive import Member
+from .checks import run_checks
 from .doctor import compare_host, enforce
 from .environment import restore_environment
 from .errors import DestinationError, GoldmasterError, HostMismatchError, UnsafeMemberError
@@ -33,6 +34,7 @@ class RestoreOptions:
 
     force: bool = False
     keep_partial: bool = False
+    check: bool = False
     # Fail (after extracting) when this host cannot run what the bundle captured.
     strict_host: bool = False
     env: bool = True
@@ -312,6 +314,9 @@ def _later_stages(result: RestoreResult, options: RestoreOptions, reporter: Repo
     if options.image:
         reporter.step("loading the container image")
         result.stages["image"] = restore_image(result.dest, result.manifest).to_json()
+    if options.check:
+        report = run_checks(result.dest, result.manifest, reporter=reporter)
+        result.stages["checks"] = report.to_json()
 
 
 def _compare_host(result: RestoreResult, options: RestoreOptions, reporter: Reporter) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from ..capture import CaptureOptions, capture
+from ..checks import DEFAULT_TIMEOUT
 from ..console import human_bytes, print_json
 from ..progress import Reporter
 from ..signing import load_signer, sign_capture
@@ -64,6 +65,11 @@ def _param_value(raw: str) -> Any:
 @click.option("--env/--no-env", default=True, show_default=True, help="Capture the Python environment.")
 @click.option("--wheels", is_flag=True, help="Vendor every distribution file into env/wheels/ so that restore needs no network.")
 @click.option("--strict", is_flag=True, help="With --wheels, fail when a distribution cannot be vendored.")
+@click.option("--check", "checks", multiple=True, metavar="CMD", help="A shell command to run in the code folder; its output is recorded and compared after restore. Repeatable.")
+@click.option("--check-output", "check_outputs", multiple=True, metavar="PATH", help="A file that the --check command writes, relative to the code folder; repeatable.")
+@click.option("--check-rtol", type=float, help="Relative tolerance for numbers in check outputs, for checks that set none in goldmaster.yaml; default: exact comparison.")
+@click.option("--check-atol", type=float, help="Absolute tolerance for numbers in check outputs, for checks that set none in goldmaster.yaml; default: exact comparison.")
+@click.option("--check-timeout", type=float, default=DEFAULT_TIMEOUT, show_default=True, metavar="SECONDS", help="Time limit for each run of a check.")
 @click.option("--sign", "sign_key", type=click.Path(path_type=Path), metavar="KEY", help="Sign the bundle with this Ed25519 private key (PEM); writes BUNDLE.sig.json.")
 @click.option("--image/--no-image", "image", default=None, help="Build and save the container image; default: when an engine is reachable (DOCKER_HOST or the default socket).")
 @click.option("--base-image", metavar="REF", help="Base image for the Dockerfile; default: chosen from the captured Python and CUDA.")
@@ -106,6 +112,11 @@ def capture_command(
         base_image=kwargs["base_image"],
         image_weights=kwargs["image_weights"],
         tags=list(tags),
+        checks=list(kwargs["checks"]),
+        check_outputs=list(kwargs["check_outputs"]),
+        check_rtol=kwargs["check_rtol"],
+        check_atol=kwargs["check_atol"],
+        check_timeout=kwargs["check_timeout"],
     )
     signer = load_signer(kwargs["sign_key"]) if kwargs["sign_key"] else None
     result = capture(options, reporter)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
 from ..console import human_bytes, print_json
+from ..errors import EXIT_FAILED
 from ..progress import Reporter
 from ..restore import RestoreOptions, restore
+from .check import echo_check_report
 from .common import output_options
 
 
@@ -23,6 +26,7 @@ from .common import output_options
 @click.option("--python", help="Interpreter for DEST/.venv; default: one of the captured major.minor version.")
 @click.option("--no-index", "no_index", is_flag=True, help="Install only from the bundle's vendored wheels, with no network.")
 @click.option("--image", is_flag=True, help="Load the bundle's container image into the engine (or build it from its Dockerfile), tag it and smoke-test it.")
+@click.option("--check", is_flag=True, help="Re-run the golden-output checks after restoring; exit status 1 when one fails.")
 @output_options
 def restore_command(bundle: Path, dest: Path, as_json: bool, reporter: Reporter, **kwargs: Any) -> None:
     """Verify BUNDLE while extracting it into DEST, then rebuild what it records."""
@@ -34,15 +38,21 @@ def restore_command(bundle: Path, dest: Path, as_json: bool, reporter: Reporter,
         python=kwargs["python"],
         offline=True if kwargs["no_index"] else None,
         image=kwargs["image"],
+        check=kwargs["check"],
     )
     result = restore(bundle, dest, options, reporter)
+    checks = result.stages.get("checks")
     if as_json:
         print_json(result.to_json())
-        return
-    click.echo(f"restored {result.files} files, {human_bytes(result.bytes)}, into {result.dest}")
-    environment = result.stages.get("environment")
-    if environment:
-        click.echo(environment_summary(environment))
+    else:
+        click.echo(f"restored {result.files} files, {human_bytes(result.bytes)}, into {result.dest}")
+        environment = result.stages.get("environment")
+        if environment:
+            click.echo(environment_summary(environment))
+        if checks is not None:
+            echo_check_report(checks)
+    if checks is not None and not checks["passed"]:
+        sys.exit(EXIT_FAILED)
 
     image = result.stages.get("image")
     if image:
