@@ -18,7 +18,19 @@ from goldmaster.cli import cli
 from goldmaster.commands.common import output_options
 from goldmaster.progress import Reporter
 
-COMMANDS = ["capture", "verify", "inspect", "restore"]
+COMMANDS = [
+    "capture",
+    "diff",
+    "doctor",
+    "inspect",
+    "keygen",
+    "list",
+    "pull",
+    "push",
+    "restore",
+    "sign",
+    "verify",
+]
 
 
 def _error_lines(stderr: str) -> list[str]:
