@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -307,7 +308,12 @@ def test_console_script_round_trip(inputs: Inputs, tmp_path: Path) -> None:
     assert restored.returncode == 0, restored.stderr
     assert broken.returncode == 2
     assert broken.stdout == ""
-    assert _error_lines(broken.stderr) == ["Error: the bundle is truncated"]
+    (error,) = _error_lines(broken.stderr)
+    # The message names the member being read when the data ran out, or the
+    # last complete one.
+    assert re.fullmatch(
+        r"Error: the bundle is truncated (after|in) member 'tiny-bert-1/[^']+'", error
+    )
     assert "Traceback" not in broken.stderr
 
 
