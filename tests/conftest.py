@@ -80,10 +80,18 @@ EPOCH = "1700000000"
 
 
 @pytest.fixture(autouse=True)
-def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def isolated_environment(
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Keep the user's git configuration, colour settings and any enclosing
-    repository out of the tests."""
-    gitconfig = tmp_path / "gitconfig"
+    repository out of the tests.
+
+    The git configuration file lives outside ``tmp_path`` because several
+    tests assert that ``tmp_path`` contains only the files they created.
+    """
+    gitconfig = tmp_path_factory.mktemp("gitconfig") / "gitconfig"
     gitconfig.write_text(
         "[user]\n\tname = Test Author\n\temail = author@example.test\n"
         "[init]\n\tdefaultBranch = main\n[commit]\n\tgpgsign = false\n"

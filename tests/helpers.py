@@ -204,6 +204,19 @@ def hf_cache(root: Path) -> dict[str, Any]:
     return {"snapshot": snapshot, "contents": contents, "facts": facts}
 
 
+def paths_under(manifest: dict[str, Any], *folders: str) -> list[str]:
+    """Return the sorted paths of the manifest's files under the top ``folders``.
+
+    Tests that count a bundle's files count weights/ and code/, because
+    system/ contains whichever probe outputs the host produces.
+    """
+    return sorted(
+        entry["path"]
+        for entry in manifest["files"]
+        if entry["path"].split("/", 1)[0] in folders
+    )
+
+
 def run_capture(model: Path, code: Path, output: Path, **kwargs: Any) -> CaptureResult:
     kwargs.setdefault("env", False)
     options = CaptureOptions(model=model, output=output, code=code, **kwargs)

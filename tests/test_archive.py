@@ -20,8 +20,11 @@ from goldmaster.archive import (
 from helpers import decompress
 
 
+MTIME = 1_700_000_000
+
+
 def _write_body(fh: io.BufferedRandom, reserve: int, source: Path) -> BundleWriter:
-    writer = BundleWriter(fh, "m-1", 1_700_000_000, threads=1, head_reserve=reserve)
+    writer = BundleWriter(fh, "m-1", MTIME, threads=1, head_reserve=reserve)
     writer.add_file("weights/w.bin", source, level=3)
     writer.add_bytes("code/a.py", b"print(1)\n", level=9)
     return writer
@@ -40,7 +43,7 @@ def test_manifest_fits_exact_reserve(tmp_path: Path) -> None:
     bundle = tmp_path / "m-1.gm.tar.zst"
 
     with open(bundle, "w+b") as fh:
-        reserve = len(compress_head("m-1", manifest)) + SKIPPABLE_HEADER
+        reserve = len(compress_head("m-1", manifest, MTIME)) + SKIPPABLE_HEADER
         writer = _write_body(fh, reserve, source)
         writer.close([("SHA256SUMS", b"")], manifest, level=9)
 

@@ -26,6 +26,7 @@ from helpers import (
     leftovers,
     member_bytes,
     members,
+    paths_under,
     run_capture,
     tree,
     write_safetensors,
@@ -48,7 +49,14 @@ def test_bundle_layout(inputs: Inputs, tmp_path: Path) -> None:
     assert names[0] == "bert-2/manifest.yaml"
     assert names[-2:] == ["bert-2/README.txt", "bert-2/SHA256SUMS"]
     assert all(name.startswith("bert-2/") for name in names)
-    assert set(names) == {
+    # system/ contains the probe outputs that this host produces, so its
+    # members are compared with the manifest's list, the rest with a fixed list.
+    system = {name for name in names if name.startswith("bert-2/system/")}
+    assert "bert-2/system/os-release" in system
+    assert system == {
+        f"bert-2/{path}" for path in paths_under(result.manifest, "system")
+    }
+    assert set(names) - system == {
         "bert-2/manifest.yaml",
         "bert-2/code/infer.py",
         "bert-2/code/pkg/__init__.py",
@@ -150,7 +158,15 @@ def test_tar_and_sha256sum_read_bundle(inputs: Inputs, tmp_path: Path) -> None:
     assert extract.returncode == 0, extract.stderr
     assert extract.stderr == ""
     assert check.returncode == 0, check.stdout + check.stderr
-    assert check.stdout.count(": OK") == 7
+    # Every file but SHA256SUMS itself: the manifest's files and the manifest.
+    assert check.stdout.count(": OK") == len(result.manifest["files"]) + 1
+    assert paths_under(result.manifest, "weights", "code") == [
+        "code/infer.py",
+        "code/pkg/__init__.py",
+        "weights/config.json",
+        "weights/model.safetensors",
+        "weights/tokenizer.json",
+    ]
     assert sidecar.returncode == 0
     assert tree(unpack / "tiny-bert-1" / "weights") == tree(inputs.model)
     manifest = yaml.safe_load((unpack / "tiny-bert-1" / "manifest.yaml").read_text())
@@ -293,9 +309,17 @@ def test_hf_snapshot_stored_once(tmp_path: Path) -> None:
         for rel, data in cache["contents"].items()
         if rel != "onnx/config.json"
     )
-    # Each blob counts once and the code file is empty. The link member adds nothing.
+    # Each blob counts once and the code file is empty. The link member adds
+    # nothing. The probe outputs under system/ are archived content too.
     blobs = tmp_path / "models--org--tiny" / "blobs"
-    assert result.input_bytes == sum(f.stat().st_size for f in blobs.iterdir())
+    probes = sum(
+        entry["size"]
+        for entry in result.manifest["files"]
+        if entry["path"].startswith("system/")
+    )
+    assert result.input_bytes == probes + sum(
+        f.stat().st_size for f in blobs.iterdir()
+    )
 
 
 def test_dangling_link_fails_capture(tmp_path: Path) -> None:

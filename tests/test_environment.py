@@ -58,6 +58,10 @@ SECRET_REQ = "req-s3cret-D4"
 SECRET_UV = "uv-s3cret-E5"
 SECRETS = (SECRET_A, SECRET_B, SECRET_VCS, SECRET_REQ, SECRET_UV)
 MODULES = ["tinyidx", "tinylabel", "tinywheel", "tinygone", "tinyedit", "tinyvcs"]
+# The code folder's files with credentials in index URLs. Capture rejects
+# them in code/ because code is copied verbatim, so captures of the code
+# folder leave them out. env/lockfiles/ still contains redacted copies.
+CREDENTIAL_FILES_OUT = ["--exclude", "requirements.txt", "--exclude", "pyproject.toml"]
 
 
 @dataclass
@@ -727,9 +731,9 @@ def test_capture_records_legacy_egg_link(
     assert "-e ./code/tinylegacy" in lock.splitlines()
 
 
-def _scan_tree_for_secrets(root: Path, skip: Path | None = None) -> None:
+def _scan_tree_for_secrets(root: Path) -> None:
     for path in root.rglob("*"):
-        if not path.is_file() or (skip is not None and path.is_relative_to(skip)):
+        if not path.is_file():
             continue
         blobs = [(str(path), path.read_bytes())]
         if path.suffix == ".whl":
@@ -759,6 +763,7 @@ def test_cli_capture_inspect_restore_offline(
         str(model),
         "--code",
         str(world.code_dir),
+        *CREDENTIAL_FILES_OUT,
         "--python",
         str(world.python),
         "--wheels",
@@ -787,8 +792,8 @@ def test_cli_capture_inspect_restore_offline(
     assert plain.exit_code == 0, plain.output
     assert not (extracted / ".venv").exists()
     assert (extracted / "env" / "requirements.lock").is_file()
-    # The code section copies code files verbatim; the next test covers it.
-    _scan_tree_for_secrets(extracted, skip=extracted / "code")
+    assert (extracted / "env" / "lockfiles" / "requirements.txt").is_file()
+    _scan_tree_for_secrets(extracted)
 
     shutil.rmtree(world.venv)
     monkeypatch.delenv("PIP_INDEX_URL")
@@ -805,19 +810,24 @@ def test_cli_capture_inspect_restore_offline(
     assert import_values(python, MODULES) == world.values_before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the code section copies requirements files verbatim, credentials included",
-)
 def test_cli_bundle_code_folder_holds_no_secret(
     world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Code is copied verbatim, so capture rejects a code folder whose
+    dependency files carry a password until those files are left out."""
     model = tmp_path / "model"
     model.mkdir()
     (model / "weights.bin").write_bytes(b"weights")
     _isolate_pip(monkeypatch)
     runner = CliRunner()
     args = ["capture", str(model), "--code", str(world.code_dir), "--no-env"]
+    rejected = runner.invoke(cli, [*args, "--output", str(tmp_path / "rejected")])
+    assert rejected.exit_code == 1, rejected.output
+    assert "code/requirements.txt line 1" in rejected.output
+    assert "code/pyproject.toml line 7" in rejected.output
+    assert list((tmp_path / "rejected").iterdir()) == []
+
+    args += CREDENTIAL_FILES_OUT
     captured = runner.invoke(cli, [*args, "--output", str(tmp_path / "out")])
     assert captured.exit_code == 0, captured.output
     (bundle,) = (tmp_path / "out").glob("*.gm.tar.zst")

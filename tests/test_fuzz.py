@@ -23,6 +23,7 @@ from goldmaster.capture import CaptureOptions, capture
 from goldmaster.errors import GoldmasterError
 from goldmaster.restore import restore
 from goldmaster.verify import read_manifest, verify
+from helpers import paths_under
 
 # Each example decompresses at most a few megabytes; 10 s means a hang.
 EXAMPLE_TIMEOUT_S = 10
@@ -109,7 +110,14 @@ def test_real_bundle_passes_every_step(real_bundle: bytes) -> None:
         bundle = Path(folder) / "ok.gm.tar.zst"
         bundle.write_bytes(real_bundle)
         assert verify(bundle).ok
-        assert restore(bundle, Path(folder) / "dest").files == 5
+        restored = restore(bundle, Path(folder) / "dest")
+        assert restored.files == len(restored.manifest["files"])
+        assert paths_under(restored.manifest, "weights", "code") == [
+            "code/infer.py",
+            "weights/copy.bin",
+            "weights/model.safetensors",
+            "weights/weights.bin",
+        ]
 
 
 edits = st.lists(

@@ -30,6 +30,7 @@ from goldmaster.cli import cli
 from goldmaster.errors import GoldmasterError
 from goldmaster.restore import PARTIAL_MARKER, PARTIAL_NAME, RestoreOptions, restore
 from goldmaster.verify import verify
+from helpers import paths_under
 
 
 @dataclass
@@ -606,7 +607,10 @@ def test_real_bundle_with_long_and_unicode_names_restores(tmp_path: Path) -> Non
     restored = restore(bundle, tmp_path / "dest")
 
     assert report.ok
-    assert restored.files == 4
+    assert restored.files == len(restored.manifest["files"])
+    assert paths_under(restored.manifest, "weights", "code") == sorted(
+        [f"weights/{long_name}", "weights/sub/größe-模型.bin", "code/infer.py"]
+    )
     assert (tmp_path / "dest" / "weights" / long_name).read_bytes() == b"long"
     assert (
         tmp_path / "dest" / "weights" / "sub" / "größe-模型.bin"

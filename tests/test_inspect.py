@@ -48,9 +48,11 @@ def test_json_keys(bundle: Path, invoke: Invoke) -> None:
 
     data = json.loads(result.stdout)
     assert result.exit_code == 0
-    assert list(data) == ["schema", "bundle", "manifest"]
+    assert list(data) == ["schema", "bundle", "source", "digest", "manifest"]
     assert data["schema"] == "goldmaster.inspect/v1"
     assert data["bundle"] == str(bundle)
+    assert data["source"] == "file"
+    assert data["digest"] is None
     manifest = data["manifest"]
     for key in (
         "schema",

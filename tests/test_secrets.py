@@ -120,8 +120,13 @@ def test_scan_file_reports_each_token_once(tmp_path: Path) -> None:
         ("git/uncommitted.diff", True),
         ("code/requirements.txt", True),
         ("code/poetry.lock", True),
+        ("code/pyproject.toml", True),
+        ("code/sub/uv.toml", True),
+        ("code/dev-requirements.txt", True),
+        ("code/requirements/base.in", True),
         ("code/train.log", True),
         ("code/train.py", False),
+        ("code/config.toml", False),
         ("weights/model.safetensors", False),
         ("weights/requirements.txt", False),
         ("env/wheels/torch-2.3.0-cp311-linux_x86_64.whl", False),
@@ -322,6 +327,28 @@ def test_capture_fails_on_password_in_lockfile(planted: dict) -> None:
 
     assert (
         "password in a URL (https://…:…@) in code/requirements.txt line 1"
+        in raised.value.message
+    )
+    assert list(planted["out"].iterdir()) == []
+
+
+def test_capture_fails_on_password_in_pyproject(planted: dict) -> None:
+    """An index URL in pyproject.toml is scanned like one in a requirements file."""
+    repo = planted["repo"]
+    url = FAKES["password in a URL"]
+    (repo / "pyproject.toml").write_text(
+        '[project]\nname = "m"\nversion = "0"\n\n'
+        f'[[tool.uv.index]]\nname = "private"\nurl = "{url}"\n'
+    )
+    git(repo, "add", "pyproject.toml")
+    git(repo, "commit", "-q", "-m", "index")
+    options = CaptureOptions(model=planted["model"], output=planted["out"], code=repo, env=False)
+
+    with pytest.raises(SecretFoundError) as raised:
+        capture(options)
+
+    assert (
+        "password in a URL (https://…:…@) in code/pyproject.toml line 7"
         in raised.value.message
     )
     assert list(planted["out"].iterdir()) == []

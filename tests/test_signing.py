@@ -27,7 +27,7 @@ from goldmaster.signing import (
     signature_path,
     write_signature,
 )
-from goldmaster.verify import BundleWalk
+from goldmaster.verify import BundleWalk, read_manifest
 
 runner = CliRunner()
 
@@ -170,7 +170,9 @@ def test_verify_key_json_reports_signature(
     data = json.loads(result.stdout)
     assert data["ok"] is True
     assert data["signature"]["ok"] is True
-    assert data["signature"]["subjects"] == 5
+    # The bundle file and manifest.yaml, then each file the manifest lists.
+    listed = read_manifest(bundle)["files"]
+    assert data["signature"]["subjects"] == 2 + len(listed)
     assert data["signature"]["problems"] == []
 
 

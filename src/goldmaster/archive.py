@@ -216,8 +216,7 @@ class BundleWriter:
         self._write_head(manifest)
 
     def _write_head(self, manifest: bytes) -> None:
-        head = head_tar(self._top, manifest, self._mtime)
-        frame = zstandard.ZstdCompressor(level=19, write_checksum=True).compress(head)
+        frame = compress_head(self._top, manifest, self._mtime)
         gap = self._head_reserve - len(frame) - SKIPPABLE_HEADER
         if gap < 0:
             raise _HeadTooLarge(frame)
@@ -241,9 +240,12 @@ def head_tar(top: str, manifest: bytes, mtime: int) -> bytes:
     return tar_header(name, len(manifest), mtime) + manifest + padding(len(manifest))
 
 
-def compress_head(top: str, manifest: bytes) -> bytes:
-    """Return the zstd frame that holds the manifest member."""
-    head = head_tar(top, manifest, 0)
+def compress_head(top: str, manifest: bytes, mtime: int = 0) -> bytes:
+    """Return the zstd frame that holds the manifest member.
+
+    The frame's size depends a little on ``mtime``, which is in the tar header.
+    """
+    head = head_tar(top, manifest, mtime)
     return zstandard.ZstdCompressor(level=19, write_checksum=True).compress(head)
 
 

@@ -6,7 +6,7 @@ import fnmatch
 import hashlib
 import os
 import subprocess
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from goldmaster.env_indexes import requirement_file_sources, toml_sources
@@ -35,7 +35,8 @@ _PATTERNS = ("*requirements*.txt", "*requirements*.in", "*constraints*.txt")
 _SKIPPED_DIRS = {"node_modules", "__pycache__", "site-packages"}
 
 
-def _is_lockfile(path: Path) -> bool:
+def is_lockfile(path: PurePath) -> bool:
+    """Tell whether a file name is a dependency or lock file, by name only."""
     name = path.name
     if name in _EXACT_NAMES:
         return True
@@ -65,7 +66,7 @@ def find_lockfiles(code_dir: Path) -> list[Path]:
     for name in listed:
         path = code_dir / name
         folders = Path(name).parts[:-1]
-        if len(folders) > MAX_DEPTH or not path.is_file() or not _is_lockfile(path):
+        if len(folders) > MAX_DEPTH or not path.is_file() or not is_lockfile(path):
             continue
         parents = [code_dir.joinpath(*folders[: i + 1]) for i in range(len(folders))]
         if not any(_skip_dir(parent) for parent in parents):
@@ -99,7 +100,7 @@ def _walk(code_dir: Path) -> list[Path]:
         dirs[:] = sorted(
             name for name in dirs if depth < MAX_DEPTH and not _skip_dir(folder / name)
         )
-        found += [folder / name for name in files if _is_lockfile(folder / name)]
+        found += [folder / name for name in files if is_lockfile(folder / name)]
     return sorted(found)
 
 

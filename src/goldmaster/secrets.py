@@ -12,9 +12,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
+from .env_lockfiles import is_lockfile
 from .errors import SecretFoundError
 from .model import matches
 
@@ -77,9 +78,11 @@ RULES: list[tuple[str, re.Pattern[bytes]]] = [
 ]
 
 # Source-backed members worth scanning: lockfiles and logs anywhere, and every
-# text that a probe or the image build wrote. Code, weights, wheels and saved
-# images are not scanned: code is archived as the user wrote it, and the
-# others are binary.
+# text that a probe or the image build wrote. Lockfiles are the names below
+# and every dependency file that the environment capture copies, such as
+# pyproject.toml, whose index URLs may carry a password. Other code, weights,
+# wheels and saved images are not scanned: code is archived as the user wrote
+# it, and the others are binary.
 SCANNED_FOLDERS = ("env/", "system/", "image/", "checks/", "git/")
 LOCKFILES = [
     "requirements*.txt",
@@ -196,7 +199,9 @@ def should_scan(arcname: str) -> bool:
         BINARY_SUFFIXES
     ):
         return False
-    return arcname.startswith(SCANNED_FOLDERS) or matches(arcname, LOCKFILES)
+    if arcname.startswith(SCANNED_FOLDERS) or matches(arcname, LOCKFILES):
+        return True
+    return is_lockfile(PurePosixPath(arcname))
 
 
 def scan_members(members: Iterable[ScannedMember]) -> list[Finding]:

@@ -39,7 +39,8 @@ def doctor_command(
     reporter: Reporter,
     **_: Any,
 ) -> None:
-    """Show this host's system and GPU stack; with BUNDLE, compare it with the capture.
+    """Show this host's system and GPU stack. With BUNDLE, compare it with
+    the stack recorded at capture.
 
     BUNDLE is a bundle file, a folder it was restored into, or its manifest.yaml.
     """
