@@ -721,7 +721,8 @@ class BundleReader:
 
     def __init__(self, path: Path, hash_file: bool = False, head_only: bool = False) -> None:
         try:
-            self._fh = open(path, "rb")
+            # The reader keeps the file open until close(); the context manager is the reader.
+            self._fh = open(path, "rb")  # noqa: SIM115
         except FileNotFoundError as exc:
             raise InputError(f"bundle not found: {path}") from exc
         except IsADirectoryError as exc:
@@ -756,7 +757,7 @@ class BundleReader:
         self._stream.close()
         self._fh.close()
 
-    def __enter__(self) -> BundleReader:
+    def __enter__(self) -> BundleReader:  # noqa: PYI034
         return self
 
     def __exit__(self, *exc: object) -> None:

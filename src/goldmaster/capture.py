@@ -482,11 +482,12 @@ def _reserve_for(data: dict[str, Any], entries: list[_Entry], top: str) -> int:
     real ones; the margin covers the image section added after the body. A
     manifest that still outgrows the space costs one copy of the body.
     """
+    stand_ins = sorted(entries + [_Entry("README.txt", size=4096)], key=lambda e: e.arcname)
     placeholder = [
         {"path": e.arcname, "size": e.size, "sha256": hashlib.sha256(e.arcname.encode()).hexdigest()}
-        for e in entries + [_Entry("README.txt", size=4096)]
+        for e in stand_ins
     ]
-    template = dict(data, files=sorted(placeholder, key=lambda f: f["path"]))
+    template = dict(data, files=placeholder)
     frame = len(compress_head(top, manifest.dump(template)))
     return frame + frame // 16 + HEAD_SLACK + SKIPPABLE_HEADER
 

@@ -7,13 +7,13 @@ import click
 from . import __version__
 from .commands.capture import capture_command
 from .commands.check import check_command
-from .commands.doctor import doctor_command
 from .commands.diff import diff_command
+from .commands.doctor import doctor_command
 from .commands.inspect import inspect_command
+from .commands.keygen import keygen_command
 from .commands.list import list_command
 from .commands.pull import pull_command
 from .commands.push import push_command
-from .commands.keygen import keygen_command
 from .commands.restore import restore_command
 from .commands.sign import sign_command
 from .commands.verify import verify_command

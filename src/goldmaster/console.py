@@ -82,7 +82,7 @@ def print_json(data: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
-def human_bytes(count: int | float | None) -> str:
+def human_bytes(count: float | None) -> str:
     if count is None:
         return "-"
     value = float(count)

@@ -208,7 +208,7 @@ def read_safetensors_header(path: Path) -> dict[str, Any]:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"header is not JSON: {exc}") from exc
     if not isinstance(header, dict):
-        raise ValueError("header is not a JSON object")
+        raise ValueError("header is not a JSON object")  # noqa: TRY004
     return _summarise_tensors(header, size - 8 - length)
 
 

@@ -245,7 +245,7 @@ class RegistryClient:
         logging.getLogger("oras").removeHandler(self._handler)
         self.oras.session.close()
 
-    def __enter__(self) -> RegistryClient:
+    def __enter__(self) -> RegistryClient:  # noqa: PYI034
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -15,7 +15,12 @@ from .archive import Member
 from .checks import run_checks
 from .doctor import compare_host, enforce
 from .environment import restore_environment
-from .errors import DestinationError, GoldmasterError, HostMismatchError, UnsafeMemberError
+from .errors import (
+    DestinationError,
+    GoldmasterError,
+    HostMismatchError,
+    UnsafeMemberError,
+)
 from .gpu import probe_system
 from .image import restore_image
 from .progress import Reporter

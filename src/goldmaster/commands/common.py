@@ -49,7 +49,7 @@ def output_options(func: F) -> F:
             sys.exit(exc.exit_code)
         except (click.exceptions.Exit, click.ClickException, SystemExit):
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the CLI edge turns any bug into one line
             if verbose:
                 console.print("".join(traceback.format_exception(exc)), markup=False, end="")
             console.print(f"Error: unexpected failure: {exc!r}", markup=False)

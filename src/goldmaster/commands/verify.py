@@ -53,12 +53,12 @@ def verify_command(bundle: str, as_json: bool, reporter: Reporter, **kwargs: Any
     else:
         for item in report.mismatched:
             click.echo(f"MISMATCH  {item.path}  expected {item.expected}, got {item.actual}")
-        for path in report.missing:
-            click.echo(f"MISSING   {path}")
-        for path in report.extra:
-            click.echo(f"EXTRA     {path}")
-        for path in report.sums_mismatched:
-            click.echo(f"SHA256SUMS disagrees on {path}")
+        for member in report.missing:
+            click.echo(f"MISSING   {member}")
+        for member in report.extra:
+            click.echo(f"EXTRA     {member}")
+        for member in report.sums_mismatched:
+            click.echo(f"SHA256SUMS disagrees on {member}")
         if report.sidecar == "mismatch":
             click.echo(f"SIDECAR   {Path(bundle).name}.sha256 does not match the bundle")
         if signature is not None:
