@@ -51,8 +51,11 @@ require_root() {
 
 install_packages() {
     # apache2-utils provides htpasswd, which the registry tests use to write
-    # the password file of a registry that requires credentials.
-    local packages=(podman runc buildah skopeo docker-registry debootstrap zstd curl busybox-static apache2-utils)
+    # the password file of a registry that requires credentials; pass, gnupg
+    # and golang-docker-credential-helpers give a real Docker credential
+    # helper; e2fsprogs makes the small file systems of the full-disk tests.
+    local packages=(podman runc buildah skopeo docker-registry debootstrap zstd curl
+        busybox-static apache2-utils git pass gnupg golang-docker-credential-helpers e2fsprogs)
     local missing=()
     local package
     for package in "${packages[@]}"; do
