@@ -333,7 +333,7 @@ class _Decompressed(_Source):
     The thread lets decompression overlap with the hashing done by the
     reader. ``limit`` caps the total output so that a stream that expands far
     beyond its declared sizes is stopped early; it can be raised once the
-    manifest has told how much to expect.
+    manifest declares how much to expect.
     """
 
     def __init__(self, fh: BinaryIO, limit: int) -> None:

@@ -51,7 +51,7 @@ BULK_PREFIXES = ("weights/", "image/", "env/wheels/")
 
 @dataclass
 class CaptureOptions:
-    """Everything that ``goldmaster capture`` takes from its command line."""
+    """Options of ``goldmaster capture``."""
 
     model: Path
     output: Path
@@ -89,7 +89,7 @@ class CaptureOptions:
 
 @dataclass
 class CaptureResult:
-    """Where the bundle went and what it holds."""
+    """Outcome of a capture: the bundle path, its digest and its manifest."""
 
     bundle: Path
     sidecar: Path
@@ -339,7 +339,7 @@ def _base_manifest(
 
 
 def _read_mapping(path: Path | None, option: str) -> dict[str, Any]:
-    """Read a JSON or YAML file that holds one mapping of names to values."""
+    """Read a JSON or YAML file that contains one mapping of names to values."""
     if path is None:
         return {}
     try:

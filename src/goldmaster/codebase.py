@@ -95,7 +95,7 @@ def snapshot_code(
     skip: list[Path],
 ) -> CodeSnapshot:
     """Collect the code of ``folder``: the git-tracked files of its repository,
-    or every file of the folder outside git. ``skip`` holds paths such as the
+    or every file of the folder outside git. ``skip`` lists paths such as the
     model and the output folder that must not be archived as code."""
     if not folder.exists():
         raise InputError(f"code folder not found: {folder}", "pass an existing folder to --code")

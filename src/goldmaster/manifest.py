@@ -119,7 +119,7 @@ def parse_sha256sums(raw: bytes) -> dict[str, str]:
 
 
 def readme(manifest: dict[str, Any]) -> bytes:
-    """The README.txt that tells how to check and restore the bundle by hand."""
+    """Render the README.txt that explains how to check and restore the bundle by hand."""
     top = top_folder(manifest["name"], manifest["version"])
     text = f"""\
 {top}: a goldmaster bundle

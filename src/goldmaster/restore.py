@@ -35,7 +35,7 @@ ZERO_RUN = 64 << 10
 
 @dataclass
 class RestoreOptions:
-    """What ``goldmaster restore`` takes from its command line."""
+    """Options of ``goldmaster restore``."""
 
     force: bool = False
     keep_partial: bool = False
@@ -51,7 +51,7 @@ class RestoreOptions:
 
 @dataclass
 class RestoreResult:
-    """What a restore wrote and what its later stages reported."""
+    """Outcome of a restore: the files written and the reports of later stages."""
 
     bundle: Path
     dest: Path
