@@ -14,6 +14,7 @@ import re
 import secrets as secrets_module
 import shlex
 import tarfile
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -51,6 +52,7 @@ __all__ = [
     "remove_untagged_images",
     "render_dockerfile",
     "run_container",
+    "run_in_image",
     "save_image",
     "smoke_test",
     "tag_image",
@@ -736,6 +738,109 @@ def run_container(
     finally:
         _remove_container(container)
     return int(status.get("StatusCode", 1)), output
+
+
+KILL_WAIT_SECONDS = 30
+"""Time the engine gets to stop a killed container before its output is read."""
+BIND_MODES = frozenset({"ro", "rw"})
+
+
+def run_in_image(
+    image: str,
+    command: Sequence[str],
+    *,
+    workdir: str | None = None,
+    env: Mapping[str, str] | None = None,
+    mounts: Sequence[str] = (),
+    timeout: float | None = None,
+    client: docker.DockerClient | None = None,
+) -> tuple[int | None, bytes, bytes]:
+    """Run ``command`` in a new container of ``image`` and collect its output.
+
+    ``mounts`` are Docker bind strings, ``HOST:TARGET:MODE`` with MODE ``ro``
+    or ``rw``. After ``timeout`` seconds the container is killed. Returns the
+    exit status, or None when the command timed out, with stdout and stderr
+    as written until then. The container is removed afterwards in every case.
+    """
+    client = client or connect()
+    binds = [_check_bind(mount) for mount in mounts]
+    try:
+        container = client.containers.create(
+            image,
+            list(command),
+            working_dir=workdir,
+            environment=dict(env or {}),
+            volumes=binds,
+        )
+    except docker.errors.ImageNotFound as exc:
+        raise EngineError(
+            f"image {image} not found in the engine",
+            hint="restore the bundle with --image to load it",
+        ) from exc
+    except docker.errors.DockerException as exc:
+        raise EngineError(
+            f"creating a container from {image} failed: {_reason(exc)}"
+        ) from exc
+    try:
+        container.start()
+        status = _wait_for_exit(client, container.id, timeout)
+        stdout = container.logs(stdout=True, stderr=False)
+        stderr = container.logs(stdout=False, stderr=True)
+    except (docker.errors.DockerException, requests.RequestException) as exc:
+        raise EngineError(f"running {image} failed: {_reason(exc)}") from exc
+    finally:
+        _remove_container(container)
+    return status, stdout, stderr
+
+
+def _check_bind(mount: str) -> str:
+    """Return ``mount`` when it is HOST:TARGET:MODE with an existing host path."""
+    parts = mount.split(":")
+    if (
+        len(parts) != 3
+        or not parts[0].startswith("/")
+        or not parts[1].startswith("/")
+        or parts[2] not in BIND_MODES
+    ):
+        raise EngineError(
+            f"invalid bind mount {mount!r}",
+            hint="use HOST:TARGET:MODE with absolute paths without ':' and MODE ro or rw",
+        )
+    if not Path(parts[0]).exists():
+        # Docker would create a missing host path as an empty folder owned by root.
+        raise EngineError(f"bind mount source {parts[0]} not found")
+    return mount
+
+
+def _wait_for_exit(
+    client: docker.DockerClient, container_id: str, timeout: float | None
+) -> int | None:
+    """Wait for the container to exit and return its status, or kill it after
+    ``timeout`` seconds and return None.
+
+    The engine responds to the wait request only when the container exits,
+    so a read timeout on it marks the time limit. On a Unix socket the SDK
+    raises that timeout as a ConnectionError, so the clock tells it apart
+    from a broken connection.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        result = client.api.wait(container_id, timeout=timeout)
+        return int(result.get("StatusCode", 1))
+    except requests.RequestException:
+        if deadline is None or time.monotonic() < deadline:
+            raise
+    state = client.api.inspect_container(container_id).get("State") or {}
+    if not state.get("Running"):
+        # The command exited just as the time ran out.
+        return int(state.get("ExitCode", 1))
+    try:
+        client.api.kill(container_id)
+    except docker.errors.APIError:
+        # The container exited between the inspect and the kill.
+        pass
+    client.api.wait(container_id, timeout=KILL_WAIT_SECONDS)
+    return None
 
 
 def _remove_container(container: Any) -> None:
