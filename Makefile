@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# The Docker Engine API socket that scripts/services.sh start serves with Podman.
+ENGINE_HOST := unix:///tmp/goldmaster-podman.sock
 
 .PHONY: install example services test test-fast bench lint clean
 
@@ -13,15 +15,17 @@ $(BIN)/goldmaster: pyproject.toml
 
 install: $(BIN)/goldmaster
 
-example: install
-	GOLDMASTER=$(abspath $(BIN)/goldmaster) examples/minilm/run.sh
+# The example builds and restores a container image, so it starts the
+# services first (as root, like `make test`).
+example: install services
+	DOCKER_HOST=$(ENGINE_HOST) GOLDMASTER=$(abspath $(BIN)/goldmaster) \
+		examples/minilm/run.sh
 
 # Installs and starts the container engine and the loopback registry the
-# tests use; `scripts/services.sh stop` stops them.
+# tests use, and builds the local base images; `scripts/services.sh stop`
+# stops the engine and the registry.
 services:
-	scripts/services.sh install
-	scripts/services.sh start
-	scripts/services.sh base-images
+	scripts/services.sh install start base-images
 
 test: install services
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pytest -q
@@ -37,4 +41,5 @@ lint: install
 	$(BIN)/mypy src
 
 clean:
-	rm -rf $(VENV) examples/minilm/work examples/minilm/out examples/minilm/restored
+	rm -rf $(VENV) examples/minilm/work examples/minilm/out examples/minilm/restored \
+		examples/minilm/restored-image

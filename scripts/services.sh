@@ -8,6 +8,8 @@
 #   scripts/services.sh base-images   build the local base images
 #   scripts/services.sh status        show what is running
 #
+# Several commands run in order: scripts/services.sh install start base-images
+#
 # Run as root on Debian 12. Podman serves the Docker Engine API on a Unix
 # socket, so the Docker SDK for Python talks to it unchanged. Nothing is pulled
 # from a public registry: the base images are built locally with debootstrap.
@@ -298,11 +300,11 @@ cmd_base_images() {
 }
 
 usage() {
-    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
 }
 
-main() {
-    case "${1:-}" in
+run_command() {
+    case "$1" in
     install) cmd_install ;;
     start) cmd_start ;;
     stop) cmd_stop ;;
@@ -314,6 +316,18 @@ main() {
         exit 2
         ;;
     esac
+}
+
+# Several commands run in the order given: install start base-images.
+main() {
+    if [[ $# -eq 0 ]]; then
+        usage >&2
+        exit 2
+    fi
+    local command
+    for command in "$@"; do
+        run_command "$command"
+    done
 }
 
 main "$@"

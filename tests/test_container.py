@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tarfile
 import textwrap
+import time
 import uuid
 from pathlib import Path
 
@@ -273,6 +274,84 @@ def test_run_container_reports_exit_status(engine, base_image):
     assert status == 7
     assert "to-stdout" in output
     assert "to-stderr" in output
+
+
+def containers_running(engine, marker: str) -> list[str]:
+    """Return the ids of the engine's containers whose command contains ``marker``."""
+    return [
+        item.id
+        for item in engine.containers.list(all=True)
+        if marker in " ".join(item.attrs["Config"].get("Cmd") or [])
+    ]
+
+
+def test_run_in_image_separates_streams(engine, base_image, tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "input.txt").write_text("mounted read-only\n")
+    (tmp_path / "out").mkdir()
+    script = (
+        "cat /in/input.txt; echo to-stderr >&2; pwd; echo $GREETING; "
+        "echo written > /out/result.txt; touch /in/denied || echo ro-refused >&2; "
+        "exit 5"
+    )
+    marker = f"# {uuid.uuid4().hex}"
+
+    status, stdout, stderr = container.run_in_image(
+        base_image.busybox,
+        ["/bin/sh", "-c", f"{script} {marker}"],
+        workdir="/tmp",
+        env={"GREETING": "hello from env"},
+        mounts=[f"{tmp_path / 'in'}:/in:ro", f"{tmp_path / 'out'}:/out:rw"],
+        timeout=60,
+    )
+
+    assert status == 5
+    assert stdout == b"mounted read-only\n/tmp\nhello from env\n"
+    assert stderr.startswith(b"to-stderr\n")
+    assert b"ro-refused" in stderr
+    assert (tmp_path / "out" / "result.txt").read_text() == "written\n"
+    assert not (tmp_path / "in" / "denied").exists()
+    assert containers_running(engine, marker) == []
+
+
+def test_run_in_image_kills_on_timeout(engine, base_image):
+    marker = f"# {uuid.uuid4().hex}"
+    started = time.monotonic()
+
+    status, stdout, stderr = container.run_in_image(
+        base_image.busybox,
+        ["/bin/sh", "-c", f"echo begun; sleep 120 {marker}"],
+        timeout=2,
+    )
+
+    elapsed = time.monotonic() - started
+    assert status is None
+    assert stdout == b"begun\n"
+    assert stderr == b""
+    assert elapsed < 60
+    assert containers_running(engine, marker) == []
+
+
+def test_run_in_image_rejects_bad_mount(engine, base_image, tmp_path):
+    with pytest.raises(EngineError, match="invalid bind mount"):
+        container.run_in_image(
+            base_image.busybox, ["true"], mounts=[f"{tmp_path}:/in"], timeout=30
+        )
+    with pytest.raises(EngineError, match="not found"):
+        container.run_in_image(
+            base_image.busybox,
+            ["true"],
+            mounts=[f"{tmp_path / 'absent'}:/in:ro"],
+            timeout=30,
+        )
+
+
+def test_run_in_image_missing_image_raises(engine):
+    with pytest.raises(EngineError) as caught:
+        container.run_in_image(unique_tag("gm-test-absent"), ["true"], timeout=30)
+
+    assert "not found in the engine" in caught.value.message
+    assert "--image" in caught.value.hint
 
 
 MEMORY_PROBE = """

@@ -18,6 +18,7 @@ from goldmaster.image import (
     DOCKERFILE_ARCNAME,
     default_tag,
     image_section,
+    main_distributions,
     pip_config_from_environment,
     restore_image,
 )
@@ -353,6 +354,23 @@ def test_default_tag_is_valid_reference():
         "localhost/my-model_v2:1.0-cu124"
     )
     assert default_tag({}) == "localhost/model:latest"
+
+
+def test_main_distributions_skip_installers():
+    manifest = {
+        "environment": {
+            "distributions": [
+                {"name": "numpy", "requested": True},
+                {"name": "pip", "requested": True},
+                {"name": "setuptools", "requested": True},
+                {"name": "Wheel", "requested": True},
+                {"name": "tinymodel", "requested": True},
+                {"name": "six", "requested": False},
+            ]
+        }
+    }
+
+    assert main_distributions(manifest) == ["numpy", "tinymodel"]
 
 
 def test_pip_config_prefers_environment(tmp_path):

@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from .errors import EngineError, InputError, UsageError
+from .container import run_in_image
+from .dockerfile import CODE_PATH, VENV_PATH, WEIGHTS_PATH
+from .errors import InputError, UsageError
 from .redact import redact_text
 
 COMPLETED = "completed"
@@ -320,19 +322,6 @@ def run_in_image_command(
     mounted folder after the command, and removed before it, so that files
     baked into the image do not count as written.
     """
-    # NOTE: container.run_in_image comes with the container image support,
-    # which is developed separately. It must run COMMAND in a new container
-    # with WORKDIR, ENV and MOUNTS (Docker bind strings "host:target:mode"),
-    # kill it after TIMEOUT seconds, and return (exit status or None when it
-    # timed out, stdout bytes, stderr bytes).
-    try:
-        from .container import run_in_image  # type: ignore[attr-defined]
-        from .dockerfile import CODE_PATH, VENV_PATH, WEIGHTS_PATH  # type: ignore[import-not-found]
-    except ImportError as exc:
-        raise EngineError(
-            "this goldmaster cannot run commands in a container image",
-            "run goldmaster check without --image",
-        ) from exc
     workdir = str(PurePosixPath(CODE_PATH) / subdir)
     model_path = (
         str(PurePosixPath(WEIGHTS_PATH) / model_file) if model_file else WEIGHTS_PATH

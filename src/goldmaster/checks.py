@@ -48,6 +48,7 @@ from .compare import (
     compare_outputs,
 )
 from .errors import CheckFailedError, InputError, UsageError, VerificationError
+from .image import find_bundle_image
 from .parts import Part, Section
 from .progress import Reporter
 
@@ -507,10 +508,9 @@ def check_target(
     """Run the checks of a bundle file, or of a folder that restore wrote.
 
     A bundle is first verified and restored into a temporary folder, which is
-    removed afterwards.
+    removed afterwards. With ``image`` that restore loads the bundle's image
+    into the engine, where it stays, and skips the Python environment.
     """
-    # NOTE: restore does not load the container image yet, so with ``image``
-    # the bundle's image must already be in the engine.
     if target.is_dir():
         return run_checks(target, image=image, reporter=reporter)
     if not target.exists():
@@ -521,10 +521,14 @@ def check_target(
     # Imported here because restore runs checks too.
     from .restore import RestoreOptions, restore
 
+    options = RestoreOptions(env=not image, image=image)
     with tempfile.TemporaryDirectory(prefix="goldmaster-check-", dir=tmpdir) as folder:
         dest = Path(folder) / "restored"
-        restore(target, dest, RestoreOptions(), reporter)
-        report = run_checks(dest, image=image, reporter=reporter)
+        result = restore(target, dest, options, reporter)
+        image_ref = result.stages["image"]["id"] if image else None
+        report = run_checks(
+            dest, result.manifest, image=image, image_ref=image_ref, reporter=reporter
+        )
     report.bundle = target
     return report
 
@@ -534,6 +538,7 @@ def run_checks(
     manifest: dict[str, Any] | None = None,
     *,
     image: bool = False,
+    image_ref: str | None = None,
     reporter: Reporter | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> CheckReport:
@@ -541,18 +546,20 @@ def run_checks(
 
     The commands run in ``dest/code/SUBDIR`` with ``dest/weights`` as the
     model folder and ``dest/.venv`` as the Python environment when it
-    exists, else as for capture. With ``image`` they run in the bundle's
-    restored container image. A check that times out, cannot start or exits
-    with another status than recorded fails.
+    exists, else as for capture. With ``image`` they run in a container of
+    ``image_ref``, by default the bundle's image as find_bundle_image finds
+    it, with ``dest/weights`` mounted when the image was built without the
+    weights. A check that times out, cannot start or exits with another
+    status than recorded fails.
     """
     reporter = reporter or Reporter()
     environ = dict(os.environ if environ is None else environ)
     manifest = manifest if manifest is not None else read_restored_manifest(dest)
     items = (manifest.get(SECTION) or {}).get("items") or []
     runner: _LocalRunner | _ImageRunner
-    if image:
-        runner = _image_runner(dest, manifest)
-        where: dict[str, Any] = {"image": runner.image}
+    if image or image_ref:
+        runner = _image_runner(dest, manifest, image_ref)
+        where: dict[str, Any] = runner.describe()
     else:
         context = restored_context(dest, manifest, environ)
         runner = _LocalRunner(context, environ)
@@ -619,20 +626,29 @@ class _ImageRunner:
             check, self.image, self.subdir, self.model_file, self.weights
         )
 
+    def describe(self) -> dict[str, Any]:
+        return {
+            "image": self.image,
+            "weights_mount": str(self.weights) if self.weights else None,
+        }
 
-def _image_runner(dest: Path, manifest: dict[str, Any]) -> _ImageRunner:
+
+def _image_runner(
+    dest: Path, manifest: dict[str, Any], image_ref: str | None
+) -> _ImageRunner:
     section = manifest.get("image") or {}
-    tags = section.get("tags") or []
-    image = tags[0] if tags else section.get("id")
-    if not section.get("built") or not image:
-        raise UsageError(
-            "the bundle records no container image",
-            "run goldmaster check without --image",
-        )
+    if image_ref is None:
+        if not section.get("built"):
+            raise UsageError(
+                "the bundle records no container image",
+                "run goldmaster check without --image",
+            )
+        image_ref = find_bundle_image(dest, manifest)
     model = manifest.get("model") or {}
     model_file = model.get("source_name") if model.get("kind") == "file" else None
-    weights = dest / "weights" if section.get("weights") == "mounted" else None
-    return _ImageRunner(image, _code_subdir(manifest), model_file, weights)
+    mounted = section.get("weights") == "mounted"
+    weights = (dest / "weights").absolute() if mounted else None
+    return _ImageRunner(image_ref, _code_subdir(manifest), model_file, weights)
 
 
 def _code_subdir(manifest: dict[str, Any]) -> str:

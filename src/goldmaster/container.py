@@ -14,11 +14,12 @@ import re
 import secrets as secrets_module
 import shlex
 import tarfile
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import docker
 import requests
@@ -31,6 +32,7 @@ from goldmaster.dockerfile import (
     render_dockerfile,
 )
 from goldmaster.errors import EngineError
+from goldmaster.ociref import is_loopback, parse_reference
 from goldmaster.parts import Part
 
 __all__ = [
@@ -47,10 +49,13 @@ __all__ = [
     "image_exists",
     "image_info",
     "load_image",
+    "pull_image",
+    "push_image_archive",
     "remove_image",
     "remove_untagged_images",
     "render_dockerfile",
     "run_container",
+    "run_in_image",
     "save_image",
     "smoke_test",
     "tag_image",
@@ -652,6 +657,192 @@ def archive_image_id(path: Path) -> str:
     return f"sha256:{digest}"
 
 
+# --- push and pull ----------------------------------------------------------------
+
+
+_PUSHED_DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64})")
+_PLAIN_HTTP_MARKER = "server gave HTTP response to HTTPS client"
+_AUTH_MARKERS = ("unauthorized", "authentication required", "denied")
+
+
+def push_image_archive(
+    archive: Path,
+    reference: str,
+    *,
+    insecure: bool = False,
+    credentials: Mapping[str, str] | None = None,
+    client: docker.DockerClient | None = None,
+) -> str | None:
+    """Push the image of a ``docker save`` archive to ``reference`` and return
+    the manifest digest that the engine reports, or None when it reports none.
+
+    The archive is loaded only when the engine lacks its image, and the image
+    keeps the tag ``reference`` afterwards. ``credentials`` (``username`` and
+    ``password``) go to the engine with the request. Without them the Docker
+    config file's entry for the registry is sent when there is one. TLS
+    verification is turned off only with ``insecure`` for a loopback registry.
+    Other registries follow the engine's own configuration.
+    """
+    client = client or connect()
+    image_id = archive_image_id(archive)
+    if not image_exists(image_id, client=client):
+        load_image(archive, client=client)
+    tag_image(image_id, [reference], client=client)
+
+    parsed = parse_reference(reference)
+    params = {"tag": parsed.tag or "latest"}
+    if insecure and is_loopback(parsed.registry):
+        # Podman reads tlsVerify; Docker Engine ignores it and reaches
+        # loopback registries over plain HTTP by default.
+        params["tlsVerify"] = "false"
+    api = client.api
+    try:
+        response = api.post(
+            api._url("/images/{0}/push", parsed.repository_name),
+            params=params,
+            headers=_auth_header(client, parsed.registry, credentials),
+            stream=True,
+            timeout=None,
+        )
+        return _follow_push_output(response, reference)
+    except requests.RequestException as exc:
+        raise EngineError(f"pushing {reference} failed: {_reason(exc)}") from exc
+
+
+def pull_image(
+    reference: str,
+    *,
+    insecure: bool = False,
+    credentials: Mapping[str, str] | None = None,
+    client: docker.DockerClient | None = None,
+) -> ImageInfo:
+    """Pull ``reference`` through the engine and return the image it stored.
+
+    Credentials and TLS verification are handled as in push_image_archive.
+    """
+    client = client or connect()
+    parsed = parse_reference(reference)
+    tls_off = insecure and is_loopback(parsed.registry)
+    headers = _auth_header(client, parsed.registry, credentials)
+    podman_api = _podman_api_version(client)
+    api = client.api
+    try:
+        if podman_api is not None:
+            # Podman 4.3's Docker-compatible pull ignores tlsVerify, so the
+            # request goes to its own API on the same socket.
+            url = f"{api.base_url}/v{podman_api}/libpod/images/pull"
+            params = {"reference": reference}
+        else:
+            url = api._url("/images/create")
+            params = {
+                "fromImage": parsed.repository_name,
+                "tag": parsed.digest or parsed.tag or "latest",
+            }
+        if tls_off:
+            params["tlsVerify"] = "false"
+        response = api.post(
+            url, params=params, headers=headers, stream=True, timeout=None
+        )
+        _follow_pull_output(response, reference)
+    except requests.RequestException as exc:
+        raise EngineError(f"pulling {reference} failed: {_reason(exc)}") from exc
+    return image_info(reference, client=client)
+
+
+def _podman_api_version(client: docker.DockerClient) -> str | None:
+    """Return the version of Podman's own API, or None for Docker Engine."""
+    try:
+        version = client.version()
+    except docker.errors.DockerException as exc:
+        raise EngineError(f"reading the engine version failed: {_reason(exc)}") from exc
+    for component in version.get("Components") or []:
+        if "podman" in str(component.get("Name", "")).lower():
+            details = component.get("Details") or {}
+            return str(details.get("APIVersion") or component.get("Version"))
+    return None
+
+
+def _auth_header(
+    client: docker.DockerClient,
+    registry: str,
+    credentials: Mapping[str, str] | None,
+) -> dict[str, str]:
+    """Return the X-Registry-Auth header for ``registry``, or none when no
+    credentials are given or configured."""
+    if credentials:
+        config = {
+            "username": credentials["username"],
+            "password": credentials["password"],
+            "serveraddress": registry,
+        }
+        return {"X-Registry-Auth": docker.auth.encode_header(config).decode()}
+    try:
+        header = docker.auth.get_config_header(client.api, registry)
+    except docker.errors.DockerException as exc:
+        raise EngineError(
+            f"reading the Docker credentials for {registry} failed: {_reason(exc)}",
+            hint="fix the Docker config file or its credential helper",
+        ) from exc
+    return {"X-Registry-Auth": header.decode()} if header else {}
+
+
+def _follow_push_output(response: requests.Response, reference: str) -> str | None:
+    """Read the push's JSON messages and return the pushed manifest digest.
+
+    Docker Engine reports the digest in an ``aux`` message, Podman only in
+    the status line ``TAG: digest: sha256:... size: N``.
+    """
+    if response.status_code >= 400:
+        _raise_transfer_error("pushing", reference, _response_detail(response))
+    digest: str | None = None
+    for message in json_stream(response.iter_content(chunk_size=None)):
+        if not isinstance(message, dict):
+            continue
+        if message.get("error") or message.get("errorDetail"):
+            _raise_transfer_error("pushing", reference, _message_error(message))
+        aux = message.get("aux")
+        if isinstance(aux, dict) and aux.get("Digest"):
+            digest = str(aux["Digest"])
+        found = _PUSHED_DIGEST.search(str(message.get("status", "")))
+        if found:
+            digest = found.group(1)
+    return digest
+
+
+def _follow_pull_output(response: requests.Response, reference: str) -> None:
+    if response.status_code >= 400:
+        _raise_transfer_error("pulling", reference, _response_detail(response))
+    for message in json_stream(response.iter_content(chunk_size=None)):
+        if isinstance(message, dict) and (
+            message.get("error") or message.get("errorDetail")
+        ):
+            _raise_transfer_error("pulling", reference, _message_error(message))
+
+
+def _response_detail(response: requests.Response) -> str:
+    text = response.text.strip() or "no details in the response"
+    return f"HTTP {response.status_code}: {text}"
+
+
+def _message_error(message: dict[str, Any]) -> str:
+    detail = message.get("errorDetail") or {}
+    return str(message.get("error") or detail.get("message") or "unknown error").strip()
+
+
+def _raise_transfer_error(action: str, reference: str, detail: str) -> NoReturn:
+    registry = reference.split("/", 1)[0]
+    if _PLAIN_HTTP_MARKER in detail:
+        hint = (
+            "pass --insecure for a loopback registry on plain HTTP, or list "
+            f"{registry} as an insecure registry in the engine's configuration"
+        )
+    elif any(marker in detail.lower() for marker in _AUTH_MARKERS):
+        hint = f"check the credentials for {registry}"
+    else:
+        hint = f"check that {registry} is reachable from the engine"
+    raise EngineError(f"{action} {reference} failed: {detail}", hint=hint)
+
+
 # --- run ------------------------------------------------------------------------
 
 
@@ -736,6 +927,109 @@ def run_container(
     finally:
         _remove_container(container)
     return int(status.get("StatusCode", 1)), output
+
+
+KILL_WAIT_SECONDS = 30
+"""Time the engine gets to stop a killed container before its output is read."""
+BIND_MODES = frozenset({"ro", "rw"})
+
+
+def run_in_image(
+    image: str,
+    command: Sequence[str],
+    *,
+    workdir: str | None = None,
+    env: Mapping[str, str] | None = None,
+    mounts: Sequence[str] = (),
+    timeout: float | None = None,
+    client: docker.DockerClient | None = None,
+) -> tuple[int | None, bytes, bytes]:
+    """Run ``command`` in a new container of ``image`` and collect its output.
+
+    ``mounts`` are Docker bind strings, ``HOST:TARGET:MODE`` with MODE ``ro``
+    or ``rw``. After ``timeout`` seconds the container is killed. Returns the
+    exit status, or None when the command timed out, with stdout and stderr
+    as written until then. The container is removed afterwards in every case.
+    """
+    client = client or connect()
+    binds = [_check_bind(mount) for mount in mounts]
+    try:
+        container = client.containers.create(
+            image,
+            list(command),
+            working_dir=workdir,
+            environment=dict(env or {}),
+            volumes=binds,
+        )
+    except docker.errors.ImageNotFound as exc:
+        raise EngineError(
+            f"image {image} not found in the engine",
+            hint="restore the bundle with --image to load it",
+        ) from exc
+    except docker.errors.DockerException as exc:
+        raise EngineError(
+            f"creating a container from {image} failed: {_reason(exc)}"
+        ) from exc
+    try:
+        container.start()
+        status = _wait_for_exit(client, container.id, timeout)
+        stdout = container.logs(stdout=True, stderr=False)
+        stderr = container.logs(stdout=False, stderr=True)
+    except (docker.errors.DockerException, requests.RequestException) as exc:
+        raise EngineError(f"running {image} failed: {_reason(exc)}") from exc
+    finally:
+        _remove_container(container)
+    return status, stdout, stderr
+
+
+def _check_bind(mount: str) -> str:
+    """Return ``mount`` when it is HOST:TARGET:MODE with an existing host path."""
+    parts = mount.split(":")
+    if (
+        len(parts) != 3
+        or not parts[0].startswith("/")
+        or not parts[1].startswith("/")
+        or parts[2] not in BIND_MODES
+    ):
+        raise EngineError(
+            f"invalid bind mount {mount!r}",
+            hint="use HOST:TARGET:MODE with absolute paths without ':' and MODE ro or rw",
+        )
+    if not Path(parts[0]).exists():
+        # Docker would create a missing host path as an empty folder owned by root.
+        raise EngineError(f"bind mount source {parts[0]} not found")
+    return mount
+
+
+def _wait_for_exit(
+    client: docker.DockerClient, container_id: str, timeout: float | None
+) -> int | None:
+    """Wait for the container to exit and return its status, or kill it after
+    ``timeout`` seconds and return None.
+
+    The engine responds to the wait request only when the container exits,
+    so a read timeout on it marks the time limit. On a Unix socket the SDK
+    raises that timeout as a ConnectionError, so the clock tells it apart
+    from a broken connection.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        result = client.api.wait(container_id, timeout=timeout)
+        return int(result.get("StatusCode", 1))
+    except requests.RequestException:
+        if deadline is None or time.monotonic() < deadline:
+            raise
+    state = client.api.inspect_container(container_id).get("State") or {}
+    if not state.get("Running"):
+        # The command exited just as the time ran out.
+        return int(state.get("ExitCode", 1))
+    try:
+        client.api.kill(container_id)
+    except docker.errors.APIError:
+        # The container exited between the inspect and the kill.
+        pass
+    client.api.wait(container_id, timeout=KILL_WAIT_SECONDS)
+    return None
 
 
 def _remove_container(container: Any) -> None:

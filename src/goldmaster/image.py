@@ -21,6 +21,7 @@ from goldmaster.dockerfile import (
     PIP_SECRET_ID,
     STAGE_LABEL,
     WEIGHTS_PATH,
+    manifest_digest,
     render_dockerfile,
 )
 from goldmaster.errors import EngineError
@@ -366,16 +367,60 @@ def _rebuild(
     return info.id
 
 
+INSTALLER_DISTRIBUTIONS = frozenset({"pip", "setuptools", "wheel"})
+"""Installers that ``python -m venv`` adds as requested, left out of the smoke test.
+
+The model's code does not import them. Also, importing setuptools after pip
+in one process fails in _distutils_hack with the pip 23.2 and setuptools 65.5
+that Python 3.11's venv installs.
+"""
+
+
 def main_distributions(manifest: Mapping[str, Any]) -> list[str]:
     """Return the distributions that were installed on request, by name.
 
     These are the packages the model's code imports directly; their
-    dependencies are imported through them.
+    dependencies are imported through them. INSTALLER_DISTRIBUTIONS are
+    left out.
     """
     environment = manifest.get("environment") or {}
     distributions = environment.get("distributions") or []
     names = []
     for item in distributions:
         if isinstance(item, dict) and item.get("requested") and item.get("name"):
-            names.append(str(item["name"]))
+            name = str(item["name"])
+            if name.lower() not in INSTALLER_DISTRIBUTIONS:
+                names.append(name)
     return sorted(set(names))
+
+
+def find_bundle_image(dest: Path, manifest: dict[str, Any]) -> str:
+    """Return the id of the bundle's image in the engine, loading it when needed.
+
+    ``dest`` is the extracted bundle. The recorded id comes first, because
+    its tag may name another image by now. When the engine lacks that id,
+    the saved archive in ``dest`` is loaded. Without an archive, the image
+    that ``restore --image`` built from the Dockerfile is found by its tag
+    and accepted only when its manifest digest label matches this bundle.
+    """
+    section = manifest.get(SECTION) or {}
+    client = container.connect()
+    recorded = section.get("id")
+    if recorded and container.image_exists(str(recorded), client=client):
+        return str(recorded)
+    tags = list(section.get("tags") or []) or [default_tag(manifest)]
+    archive = dest / ARCHIVE_ARCNAME
+    if archive.is_file():
+        return container.load_image(archive, tags=tags, client=client)
+
+    expected = manifest_digest(manifest)
+    for tag in tags:
+        if not container.image_exists(tag, client=client):
+            continue
+        info = container.image_info(tag, client=client)
+        if info.labels.get(MANIFEST_DIGEST_LABEL) == expected:
+            return info.id
+    raise EngineError(
+        f"the image of this bundle is not in the engine (tags {', '.join(tags)})",
+        hint="run goldmaster restore --image to build it from the Dockerfile",
+    )

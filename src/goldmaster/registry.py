@@ -23,6 +23,7 @@ from .archive import MAX_MANIFEST_BYTES, BundleReader, Member
 from .errors import (
     BundleFormatError,
     EngineError,
+    GoldmasterError,
     InputError,
     RegistryError,
     UsageError,
@@ -107,6 +108,7 @@ class PullResult:
     sha256: str
     size: int
     report: VerifyReport
+    image: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -123,6 +125,7 @@ class PullResult:
             "files": self.report.files,
             "bytes": self.report.bytes,
             "ok": self.report.ok,
+            "image": self.image,
         }
 
 
@@ -374,24 +377,23 @@ def push_image_archive(
 ) -> str | None:
     """Load an image archive into the engine, tag it ``reference``, push it, and
     return the pushed manifest digest when the engine reports one."""
-    # NOTE: container.py owns every Docker SDK call. This expects it to provide
-    # push_image_archive(archive, reference, *, insecure, credentials); until it
-    # does, bundles with a saved image need --no-image to be pushed.
+    return _container_engine().push_image_archive(
+        archive, reference, insecure=insecure, credentials=credentials
+    )
+
+
+def _container_engine() -> Any:
+    """Import the container module, which only the image transfers need.
+
+    Pushing and pulling bundles alone work without loading the Docker SDK.
+    """
     try:
-        container = importlib.import_module(f"{__package__}.container")
+        return importlib.import_module(f"{__package__}.container")
     except ImportError as exc:
         raise EngineError(
-            f"cannot push the saved image: the container engine module failed to load ({exc})",
-            "install goldmaster with its docker dependency, or pass --no-image",
+            f"the container engine module failed to load ({exc})",
+            "install goldmaster with its docker dependency, or leave the image out",
         ) from exc
-    engine_push = getattr(container, "push_image_archive", None)
-    if engine_push is None:
-        raise EngineError(
-            "cannot push the saved image: this goldmaster has no engine push support",
-            "pass --no-image to push only the bundle",
-        )
-    result = engine_push(archive, reference, insecure=insecure, credentials=credentials)
-    return result if isinstance(result, str) else None
 
 
 def _engine_credentials() -> dict[str, str] | None:
@@ -512,6 +514,7 @@ def pull(
     *,
     insecure: bool = False,
     force: bool = False,
+    image: bool = False,
     reporter: Reporter | None = None,
 ) -> PullResult:
     """Download a bundle and its sidecar into ``out_dir``.
@@ -519,12 +522,15 @@ def pull(
     Every blob is checked against its digest while it streams, and the
     bundle is verified member by member under a temporary name. Only a
     bundle that passes gets its final name ``NAME-VERSION.gm.tar.zst``.
+    With ``image`` the container engine then pulls the image that push
+    stored beside the bundle and checks its id against the manifest.
     """
     reporter = reporter or Reporter()
     reference = parse_reference(ref, require_target=True)
     _prepare_folder(out_dir)
     with RegistryClient(reference, insecure, reporter) as client:
         remote = load_remote_manifest(client, resolve(client, reference))
+        image_target = pushed_image_reference(remote) if image else None
         final = out_dir / _bundle_name(remote)
         if (final.exists() or final.is_symlink()) and not force:
             raise InputError(
@@ -541,7 +547,7 @@ def pull(
     atomic_write_bytes(sidecar, f"{sha256}  {final.name}\n".encode())
     fsync_dir(out_dir)
     report.sidecar = "match"
-    return PullResult(
+    result = PullResult(
         reference=str(reference),
         digest=remote.digest,
         bundle=final,
@@ -550,6 +556,93 @@ def pull(
         size=remote.bundle_layer.size,
         report=report,
     )
+    if image_target is not None:
+        try:
+            result.image = pull_bundle_image(
+                remote, image_target, insecure=insecure, reporter=reporter
+            )
+        except GoldmasterError as exc:
+            exc.message = f"{exc.message}; the verified bundle is kept at {final}"
+            raise
+    return result
+
+
+def pull_bundle_image(
+    remote: RemoteBundle,
+    target: Reference,
+    *,
+    insecure: bool = False,
+    reporter: Reporter | None = None,
+) -> dict[str, Any]:
+    """Pull ``target``, the image that push stored beside ``remote``, through
+    the container engine and return its reference, id and manifest digest.
+
+    Raises VerificationError unless the image has the id that the bundle's
+    manifest records.
+    """
+    reporter = reporter or Reporter()
+    recorded = (remote.manifest.get("image") or {}).get("id")
+    reporter.step(f"pulling the image {target}")
+    info = _container_engine().pull_image(
+        str(target), insecure=insecure, credentials=_engine_credentials()
+    )
+    if info.id != recorded:
+        # NOTE: the id is the digest of the image config, which push and pull
+        # keep on Podman 4.3. An engine that reports another kind of id, such
+        # as Docker Engine with the containerd image store, fails here.
+        raise VerificationError(
+            f"the image {target} has id {info.id}, but the bundle records {recorded}",
+            "push the bundle again with its image",
+        )
+    prefix = f"{target.repository_name}@"
+    digests = [
+        d.removeprefix(prefix) for d in info.repo_digests if d.startswith(prefix)
+    ]
+    return {
+        "reference": str(target),
+        "id": info.id,
+        "digest": digests[0] if digests else None,
+    }
+
+
+def pushed_image_reference(remote: RemoteBundle) -> Reference:
+    """Return the reference of the image that push stored beside ``remote``.
+
+    That is the one the artifact's image annotation names, else ``TAG-image``
+    in the bundle's repository. Raises UsageError when the bundle has no
+    saved image, because push then stored none.
+    """
+    section = remote.manifest.get("image") or {}
+    if not section.get("saved") or not section.get("id"):
+        raise UsageError(
+            f"the bundle in {remote.reference} has no saved image, so push stored none",
+            "pull without --image",
+        )
+    return _pushed_image_reference(remote)
+
+
+def _pushed_image_reference(remote: RemoteBundle) -> Reference:
+    """Return the image reference that push recorded, else ``TAG-image``.
+
+    The annotation comes from the registry, so it must name the bundle's
+    own registry: credentials for it are sent with the pull.
+    """
+    annotated = remote.annotations.get(ANNOTATION_IMAGE)
+    if annotated:
+        target = parse_reference(annotated, require_target=True)
+        if target.registry != remote.reference.registry:
+            raise RegistryError(
+                f"the bundle in {remote.reference} names its image on another "
+                f"registry, {target.registry}",
+                "pull the image by hand if you trust that registry",
+            )
+        return target
+    if remote.reference.tag is None:
+        raise UsageError(
+            f"{remote.reference} records no image reference and names no tag",
+            "pull the bundle by its tag, so that TAG-image can be pulled",
+        )
+    return image_reference(remote.reference, None)
 
 
 def _prepare_folder(out_dir: Path) -> None:

@@ -316,11 +316,17 @@ def _later_stages(result: RestoreResult, options: RestoreOptions, reporter: Repo
             result.notices.append(notice)
             reporter.notice(notice)
     _compare_host(result, options, reporter)
+    image_ref = None
     if options.image:
         reporter.step("loading the container image")
-        result.stages["image"] = restore_image(result.dest, result.manifest).to_json()
+        restored = restore_image(result.dest, result.manifest)
+        result.stages["image"] = restored.to_json()
+        image_ref = restored.id
     if options.check:
-        report = run_checks(result.dest, result.manifest, reporter=reporter)
+        # With the image restored, the checks run in it rather than in DEST/.venv.
+        report = run_checks(
+            result.dest, result.manifest, image_ref=image_ref, reporter=reporter
+        )
         result.stages["checks"] = report.to_json()
 
 

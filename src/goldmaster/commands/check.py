@@ -30,8 +30,8 @@ LABEL_WIDTH = max(len(label) for label in LABELS.values())
 @click.option(
     "--image",
     is_flag=True,
-    help="Run the checks in the restored container image instead of the restored "
-    "virtual environment.",
+    help="Run the checks in the bundle's container image instead of the restored "
+    "virtual environment; the image is loaded into the engine when it is missing.",
 )
 @click.option(
     "--tmpdir",

@@ -27,6 +27,12 @@ from .remote import insecure_option
 @click.option(
     "--force", is_flag=True, help="Replace a bundle of the same name and version."
 )
+@click.option(
+    "--image",
+    is_flag=True,
+    help="Also pull the bundle's container image through the engine: the one "
+    "push recorded, else TAG-image. Its id must match the bundle's manifest.",
+)
 @insecure_option
 @output_options
 def pull_command(
@@ -42,6 +48,7 @@ def pull_command(
         kwargs["output"],
         insecure=kwargs["insecure"],
         force=kwargs["force"],
+        image=kwargs["image"],
         reporter=reporter,
     )
     if as_json:
@@ -51,3 +58,5 @@ def pull_command(
         f"{result.bundle}  {result.report.files} files, {human_bytes(result.size)}, "
         f"sha256 {result.sha256}"
     )
+    if result.image:
+        click.echo(f"image {result.image['reference']} ({result.image['id'][:19]})")

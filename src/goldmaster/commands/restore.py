@@ -26,7 +26,7 @@ from .common import output_options
 @click.option("--python", help="Interpreter for DEST/.venv; default: one of the captured major.minor version.")
 @click.option("--no-index", "no_index", is_flag=True, help="Install only from the bundle's vendored wheels, with no network.")
 @click.option("--image", is_flag=True, help="Load the bundle's container image into the engine (or build it from its Dockerfile), tag it and smoke-test it.")
-@click.option("--check", is_flag=True, help="Re-run the golden-output checks after restoring; exit status 1 when one fails.")
+@click.option("--check", is_flag=True, help="Re-run the golden-output checks after restoring, in the restored image with --image, else in DEST/.venv; exit status 1 when one fails.")
 @output_options
 def restore_command(bundle: Path, dest: Path, as_json: bool, reporter: Reporter, **kwargs: Any) -> None:
     """Verify BUNDLE while extracting it into DEST, then rebuild what it records."""
@@ -55,7 +55,8 @@ def restore_command(bundle: Path, dest: Path, as_json: bool, reporter: Reporter,
         sys.exit(EXIT_FAILED)
 
     image = result.stages.get("image")
-    if image:
+    # The JSON object above already contains the image stage.
+    if image and not as_json:
         click.echo(
             f"image {image['tags'][0]} {image['origin']} ({image['id'][:19]}), "
             f"imports checked with Python {image['smoke_test']['python']}"
