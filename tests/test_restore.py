@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Inputs, Invoke
-from goldmaster.errors import DestinationError, UnsafeMemberError
+from goldmaster.errors import DestinationError, VerificationError
 from goldmaster.restore import PARTIAL_MARKER, PARTIAL_NAME, RestoreOptions, restore
 from goldmaster.verify import read_manifest
 from helpers import (
@@ -154,9 +154,12 @@ def test_failed_restore_leaves_destination(
     before = _snapshot(dest)
 
     result = invoke("restore", "--force", bad, dest)
+    verified = invoke("verify", bad)
 
-    assert result.exit_code == 2
+    assert result.exit_code == 1
+    assert verified.exit_code == 1
     assert "weights/model.safetensors" in result.stderr
+    assert "does not match its sha256" in result.stderr
     assert _snapshot(dest) == before
 
 
@@ -166,7 +169,7 @@ def test_failed_restore_removes_created_destination(
     bad = _corrupt(bundle, tmp_path / bundle.name)
     dest = tmp_path / "new"
 
-    with pytest.raises(UnsafeMemberError) as info:
+    with pytest.raises(VerificationError) as info:
         restore(bad, dest)
 
     assert "weights/model.safetensors" in info.value.message
@@ -177,7 +180,7 @@ def test_failed_restore_closes_files(bundle: Path, tmp_path: Path) -> None:
     bad = _corrupt(bundle, tmp_path / bundle.name, "code/infer.py")
     open_before = len(os.listdir("/proc/self/fd"))
 
-    with pytest.raises(UnsafeMemberError):
+    with pytest.raises(VerificationError):
         restore(bad, tmp_path / "dest")
 
     assert len(os.listdir("/proc/self/fd")) == open_before
@@ -187,7 +190,7 @@ def test_keep_partial_marks_folder(bundle: Path, tmp_path: Path) -> None:
     bad = _corrupt(bundle, tmp_path / bundle.name)
     dest = tmp_path / "dest"
 
-    with pytest.raises(UnsafeMemberError):
+    with pytest.raises(VerificationError):
         restore(bad, dest, RestoreOptions(keep_partial=True))
 
     partial = dest / PARTIAL_NAME

@@ -10,7 +10,7 @@ from typing import Any
 
 from . import manifest as manifest_mod
 from .archive import HEADER_ALLOWANCE, MAX_MANIFEST_BYTES, BundleReader, Member
-from .errors import BundleFormatError, UnsafeMemberError
+from .errors import BundleFormatError, UnsafeMemberError, VerificationError
 
 SPECIAL = ("manifest.yaml", "SHA256SUMS")
 
@@ -91,7 +91,11 @@ class BundleWalk:
     hands data to an optional sink.
 
     ``strict`` turns every finding into an exception at the member that caused
-    it, before any of its data reaches the sink; restore uses it.
+    it, before any of its data reaches the sink; restore uses it. A finding
+    that ``verify`` reports (a size, sha256, SHA256SUMS or sidecar mismatch, a
+    missing or unlisted member) raises VerificationError (exit status 1), the
+    same status that ``verify`` exits with. Unsafe members and unreadable
+    streams raise BundleFormatError or UnsafeMemberError (exit status 2).
     """
 
     def __init__(self, path: Path, strict: bool, sinks: SinkFactory | None = None) -> None:
@@ -166,7 +170,11 @@ class BundleWalk:
 
     def _fail(self, message: str) -> None:
         if self.strict:
-            raise UnsafeMemberError(message, "do not restore this bundle")
+            raise VerificationError(
+                message,
+                f"do not restore this bundle; run `goldmaster verify {self.path}` "
+                "for a full report",
+            )
 
     def _member(
         self,

@@ -29,7 +29,12 @@ from .common import output_options
 @click.option("--check", is_flag=True, help="Re-run the golden-output checks after restoring, in the restored image with --image, else in DEST/.venv; exit status 1 when one fails.")
 @output_options
 def restore_command(bundle: Path, dest: Path, as_json: bool, reporter: Reporter, **kwargs: Any) -> None:
-    """Verify BUNDLE while extracting it into DEST, then rebuild what it records."""
+    """Verify BUNDLE while extracting it into DEST, then rebuild what it records.
+
+    Exit status 1 when a member's size or sha256 differs from the manifest (as
+    in verify) or a check fails. Exit status 2 for an unsafe member (a path
+    outside the bundle, a link, a device), unreadable input (not zstd,
+    truncated, a corrupt stream, not a bundle) or an unusable DEST."""
     options = RestoreOptions(
         force=kwargs["force"],
         keep_partial=kwargs["keep_partial"],

@@ -29,7 +29,12 @@ def verify_command(bundle: str, as_json: bool, reporter: Reporter, **kwargs: Any
     """Re-hash every file of BUNDLE and compare with its manifest, SHA256SUMS
     and .sha256 file, and with --key its signature. A registry reference is
     pulled into a temporary folder, checked against its digests and verified.
-    Exit status 1 on any mismatch."""
+
+    Exit status 1 when a member's size or sha256 differs from the manifest, a
+    member is missing or unlisted, or SHA256SUMS or the .sha256 file does not
+    match. Exit status 2 for an unsafe member (a path
+    outside the bundle, a link, a device) or unreadable input (not zstd,
+    truncated, a corrupt stream, not a bundle)."""
     verifier = load_verifier(kwargs["key_path"]) if kwargs["key_path"] else None
     signature = None
     if is_reference(bundle):
