@@ -150,13 +150,39 @@ def test_tampered_sidecar_reported(bundle: Path, invoke: Invoke) -> None:
     assert f"SIDECAR   {bundle.name}.sha256 does not match the bundle" in result.stdout
 
 
-def test_unreadable_sidecar_not_a_mismatch(bundle: Path) -> None:
+def test_garbage_sidecar_fails(bundle: Path, invoke: Invoke) -> None:
     sidecar_for(bundle).write_text("garbage\n")
 
     report = verify(bundle)
+    result = invoke("verify", bundle)
 
     assert report.sidecar == "invalid"
-    assert report.ok
+    assert not report.ok
+    assert result.exit_code == 1
+    assert f"SIDECAR   {bundle.name}.sha256 is invalid: it starts with 'garbage'" in result.stdout
+    assert "FAILED" in result.stdout
+
+
+def test_sidecar_folder_fails(bundle: Path, invoke: Invoke) -> None:
+    sidecar_for(bundle).unlink()
+    sidecar_for(bundle).mkdir()
+
+    result = invoke("verify", "--json", bundle)
+
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)
+    assert data["sidecar"] == "invalid"
+    assert data["sidecar_problem"] == "it is a folder, not a file"
+    assert data["ok"] is False
+
+
+def test_absent_sidecar_passes(bundle: Path, invoke: Invoke) -> None:
+    sidecar_for(bundle).unlink()
+
+    result = invoke("verify", bundle)
+
+    assert result.exit_code == 0
+    assert "sidecar absent" in result.stdout
 
 
 def test_missing_member_reported(bundle: Path, tmp_path: Path, invoke: Invoke) -> None:
@@ -223,6 +249,7 @@ def test_json_report_keys(bundle: Path, invoke: Invoke) -> None:
         "extra",
         "sha256sums_mismatched",
         "sidecar",
+        "sidecar_problem",
     ]
     assert data["schema"] == "goldmaster.verify/v1"
     assert data["ok"] is True

@@ -35,6 +35,8 @@ class VerifyReport:
     extra: list[str] = field(default_factory=list)
     sums_mismatched: list[str] = field(default_factory=list)
     sidecar: str = "absent"
+    # Why the sidecar is "invalid"; empty otherwise.
+    sidecar_problem: str = ""
     files: int = 0
     bytes: int = 0
     sha256: str = ""  # of the whole bundle file
@@ -48,7 +50,7 @@ class VerifyReport:
             or self.missing
             or self.extra
             or self.sums_mismatched
-            or self.sidecar == "mismatch"
+            or self.sidecar in ("mismatch", "invalid")
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -65,6 +67,7 @@ class VerifyReport:
             "extra": self.extra,
             "sha256sums_mismatched": self.sums_mismatched,
             "sidecar": self.sidecar,
+            "sidecar_problem": self.sidecar_problem or None,
         }
 
 
@@ -278,20 +281,43 @@ class BundleWalk:
             self._fail(f"SHA256SUMS disagrees on {self.report.sums_mismatched[0]!r}")
 
     def _check_sidecar(self, file_digest: str) -> None:
+        """Compare the bundle file with its ``.sha256`` sidecar. An absent
+        sidecar is fine, but one that exists and cannot be read or holds no
+        sha256 is a finding, because it can no longer vouch for the file."""
         sidecar = self.path.with_name(self.path.name + ".sha256")
         if not sidecar.exists():
             return
-        try:
-            text = sidecar.read_text(encoding="utf-8").split()
-        except (OSError, UnicodeDecodeError):
+        problem = _sidecar_problem(sidecar)
+        if problem:
             self.report.sidecar = "invalid"
+            self.report.sidecar_problem = problem
+            self._fail(f"{sidecar} is invalid: {problem}")
             return
-        if not text or len(text[0]) != 64:
-            self.report.sidecar = "invalid"
-            return
-        self.report.sidecar = "match" if text[0] == file_digest else "mismatch"
+        words = sidecar.read_text(encoding="utf-8").split()
+        self.report.sidecar = "match" if words[0] == file_digest else "mismatch"
         if self.report.sidecar == "mismatch":
             self._fail(f"{sidecar.name} does not match the bundle file")
+
+
+def _sidecar_problem(sidecar: Path) -> str:
+    """Return why ``sidecar`` holds no usable sha256, or "" when it does."""
+    try:
+        words = sidecar.read_text(encoding="utf-8").split()
+    except IsADirectoryError:
+        return "it is a folder, not a file"
+    except OSError as exc:
+        return f"cannot read it: {exc.strerror}"
+    except UnicodeDecodeError:
+        return "it is not UTF-8 text"
+    if not words:
+        return "it is empty"
+    if not _is_sha256_hex(words[0]):
+        return f"it starts with {words[0][:20]!r}, not a sha256 of 64 hex digits"
+    return ""
+
+
+def _is_sha256_hex(word: str) -> bool:
+    return len(word) == 64 and all(c in "0123456789abcdef" for c in word)
 
 
 def verify(path: Path, progress: Callable[[int], None] | None = None) -> VerifyReport:

@@ -31,8 +31,8 @@ def verify_command(bundle: str, as_json: bool, reporter: Reporter, **kwargs: Any
     pulled into a temporary folder, checked against its digests and verified.
 
     Exit status 1 when a member's size or sha256 differs from the manifest, a
-    member is missing or unlisted, or SHA256SUMS or the .sha256 file does not
-    match. Exit status 2 for an unsafe member (a path
+    member is missing or unlisted, SHA256SUMS or the .sha256 file does not
+    match, or the .sha256 file exists but is unreadable or holds no sha256. Exit status 2 for an unsafe member (a path
     outside the bundle, a link, a device) or unreadable input (not zstd,
     truncated, a corrupt stream, not a bundle)."""
     verifier = load_verifier(kwargs["key_path"]) if kwargs["key_path"] else None
@@ -66,6 +66,11 @@ def verify_command(bundle: str, as_json: bool, reporter: Reporter, **kwargs: Any
             click.echo(f"SHA256SUMS disagrees on {member}")
         if report.sidecar == "mismatch":
             click.echo(f"SIDECAR   {Path(bundle).name}.sha256 does not match the bundle")
+        if report.sidecar == "invalid":
+            click.echo(
+                f"SIDECAR   {Path(bundle).name}.sha256 is invalid: {report.sidecar_problem}; "
+                "rewrite it with `sha256sum BUNDLE > BUNDLE.sha256` once the bundle verifies"
+            )
         if signature is not None:
             _echo_signature(signature)
         status = "OK" if report.ok and (signature is None or signature.ok) else "FAILED"
