@@ -107,3 +107,27 @@ def test_not_a_bundle(tmp_path: Path, invoke: Invoke) -> None:
     assert result.exit_code == 2
     assert result.stderr.startswith("Error: ")
     assert result.stdout == ""
+
+
+def _reject_constant(name: str) -> None:
+    raise AssertionError(f"--json printed the non-JSON constant {name}")
+
+
+def test_json_non_finite_metrics_strict(
+    inputs: Inputs, tmp_path: Path, invoke: Invoke
+) -> None:
+    metrics = tmp_path / "metrics.yaml"
+    metrics.write_text("loss: .nan\nbest: .inf\nworst: -.inf\nacc: 0.5\n")
+    bundle = run_capture(
+        inputs.model, inputs.code, tmp_path / "out", metrics_file=metrics
+    ).bundle
+
+    result = invoke("inspect", "--json", bundle)
+
+    assert result.exit_code == 0
+    data = json.loads(result.stdout, parse_constant=_reject_constant)
+    recorded = data["manifest"]["metrics"]
+    assert recorded["loss"] == "NaN"
+    assert recorded["best"] == "Infinity"
+    assert recorded["worst"] == "-Infinity"
+    assert recorded["acc"] == 0.5

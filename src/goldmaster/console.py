@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from typing import Any
@@ -79,7 +80,23 @@ class ConsoleReporter(Reporter):
 
 
 def print_json(data: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    """Print ``data`` as strict JSON: non-finite floats (NaN, Infinity), which
+    JSON cannot hold, become the strings "NaN", "Infinity" and "-Infinity"."""
+    text = json.dumps(_finite(data), indent=2, sort_keys=False, allow_nan=False)
+    sys.stdout.write(text + "\n")
+
+
+def _finite(value: Any) -> Any:
+    """Return ``value`` with every non-finite float replaced by its name."""
+    if isinstance(value, float) and not math.isfinite(value):
+        if math.isnan(value):
+            return "NaN"
+        return "Infinity" if value > 0 else "-Infinity"
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 def human_bytes(count: float | None) -> str:
