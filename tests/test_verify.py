@@ -321,6 +321,44 @@ def test_unreadable_input_exits_2(
     assert result.stdout == ""
 
 
+def _corrupt_stream(bundle: Path, tmp_path: Path) -> Path:
+    """Copy ``bundle`` with compressed bytes in its body frames scrambled."""
+    data = bytearray(bundle.read_bytes())
+    start = body_start(bundle) + 64
+    for offset in range(start, start + 256):
+        data[offset] ^= 0x5A
+    target = tmp_path / "corrupt.gm.tar.zst"
+    target.write_bytes(bytes(data))
+    return target
+
+
+@pytest.mark.parametrize(
+    ("command", "case"),
+    [
+        ("verify", "not zstd"),
+        ("inspect", "not zstd"),
+        ("doctor", "not zstd"),
+        ("verify", "corrupt"),
+    ],
+)
+def test_zstd_error_names_file(
+    bundle: Path, tmp_path: Path, invoke: Invoke, command: str, case: str
+) -> None:
+    if case == "corrupt":
+        path = _corrupt_stream(bundle, tmp_path)
+    else:
+        path, _ = _bundles(bundle, tmp_path)[case]
+
+    result = invoke(command, path)
+
+    lines = result.stderr.splitlines()
+    errors = _error_lines(result.stderr)
+    assert result.exit_code == 2
+    assert len(errors) == 1, result.stderr
+    assert str(path) in errors[0]
+    assert lines[lines.index(errors[0]) + 1].startswith("Tip: ")
+
+
 def test_plain_tar_zst_raises_format_error(tmp_path: Path) -> None:
     with pytest.raises(BundleFormatError) as info:
         verify(_plain_tar_zst(tmp_path))

@@ -275,6 +275,8 @@ class _Source:
 
     # Where in the tar stream reading is, for error messages: " in member 'x'".
     where = ""
+    # The bundle file, as named in error messages.
+    label = "the bundle"
 
     def read(self, size: int) -> memoryview:
         """Return up to ``size`` bytes; fewer only at the end of the stream."""
@@ -317,7 +319,7 @@ class _OnDemand(_Source):
         try:
             data = self._reader.read(min(size, CHUNK))
         except zstandard.ZstdError as exc:
-            raise BundleFormatError(_zstd_message(exc)) from exc
+            raise _zstd_error(exc, self.label, self.where) from exc
         self.produced += len(data)
         if self.produced > self.limit:
             raise BundleFormatError(
@@ -390,7 +392,7 @@ class _Decompressed(_Source):
             return False
         if isinstance(item, BaseException):
             self._done = True
-            raise BundleFormatError(_zstd_message(item) + self.where) from item
+            raise _zstd_error(item, self.label, self.where) from item
         self.produced += len(item)
         if self.produced > self.limit:
             raise BundleFormatError(
@@ -410,13 +412,21 @@ class _Decompressed(_Source):
         return view
 
 
-def _zstd_message(exc: BaseException) -> str:
+def _zstd_error(exc: BaseException, label: str, where: str) -> BundleFormatError:
+    """Describe a decompression failure of the file ``label`` in one line."""
     text = str(exc)
     if "Unknown frame descriptor" in text or "unknown frame" in text.lower():
-        return "not a zstd-compressed file"
+        return BundleFormatError(
+            f"{label} is not a zstd-compressed file",
+            "give a goldmaster bundle (NAME-VERSION.gm.tar.zst), "
+            "not a tar, zip or text file",
+        )
     if isinstance(exc, OSError):
-        return f"read failed: {exc}"
-    return f"the zstd stream is corrupt or truncated ({text})"
+        return BundleFormatError(f"cannot read {label}{where}: {exc}")
+    return BundleFormatError(
+        f"the zstd stream of {label} is corrupt or truncated{where} ({text})",
+        "the file is damaged: copy it again from its source",
+    )
 
 
 @dataclass
@@ -740,6 +750,7 @@ class BundleReader:
             self._stream = _OnDemand(source, MAX_MANIFEST_BYTES)  # type: ignore[arg-type]
         else:
             self._stream = _Decompressed(source, MAX_MANIFEST_BYTES)  # type: ignore[arg-type]
+        self._stream.label = str(path)
         self.tar = TarStream(self._stream)
 
     def allow(self, total: int) -> None:
