@@ -137,6 +137,36 @@ def test_usage_error_exits_2(invoke: Invoke, bundle: Path) -> None:
     assert "--no-such-option" in result.stderr
 
 
+def test_bad_metrics_yaml_one_line(
+    inputs: Inputs, tmp_path: Path, invoke: Invoke
+) -> None:
+    metrics = tmp_path / "metrics.yaml"
+    metrics.write_text("loss: 0.2\nacc: [0.9\n")
+
+    result = invoke(
+        "capture", inputs.model, "--code", inputs.code, "-o", tmp_path / "out",
+        "--metrics-file", metrics,
+    )
+
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("goldmaster:")]
+    assert result.exit_code == 2
+    assert lines[0].startswith(f"Error: --metrics-file file {metrics} is not valid")
+    assert "at line 3, column 1" in lines[0]
+    assert lines[1].startswith("Tip: ")
+    assert len(lines) == 2, result.stderr
+
+
+def test_bad_manifest_yaml_one_line(tmp_path: Path) -> None:
+    from goldmaster import manifest
+    from goldmaster.errors import BundleFormatError
+
+    with pytest.raises(BundleFormatError) as info:
+        manifest.load(b"schema: goldmaster/v1\nname: [x\n")
+
+    assert "\n" not in info.value.message
+    assert "line 3, column 1" in info.value.message
+
+
 @pytest.mark.parametrize("value", ["novalue", "=3"])
 def test_invalid_param_exits_2(
     value: str, inputs: Inputs, tmp_path: Path, invoke: Invoke

@@ -350,8 +350,13 @@ def _read_mapping(path: Path | None, option: str) -> dict[str, Any]:
         raise InputError(f"cannot read {option} file {path}: {exc.strerror}") from exc
     try:
         value = _load_json_or_yaml(raw.decode("utf-8"))
-    except (UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise InputError(f"{option} file {path} is not valid JSON or YAML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{option} file {path} is not UTF-8 text: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise InputError(
+            f"{option} file {path} is not valid JSON or YAML: {manifest.yaml_problem(exc)}",
+            "fix the file at that line and column",
+        ) from exc
     if not isinstance(value, dict):
         raise InputError(
             f"{option} file {path} must hold a mapping of names to values",

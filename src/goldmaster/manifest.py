@@ -46,8 +46,13 @@ def load(raw: bytes) -> dict[str, Any]:
     """Parse and check a manifest; raise BundleFormatError when it is not one."""
     try:
         data = yaml.safe_load(raw.decode("utf-8"))
-    except (UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise BundleFormatError(f"manifest.yaml is not valid YAML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise BundleFormatError(f"manifest.yaml is not UTF-8 text: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise BundleFormatError(
+            f"manifest.yaml is not valid YAML: {yaml_problem(exc)}",
+            "the bundle is damaged or was not written by goldmaster",
+        ) from exc
     if not isinstance(data, dict) or not str(data.get("schema", "")).startswith("goldmaster/"):
         raise BundleFormatError("not a goldmaster bundle: manifest.yaml has no goldmaster schema")
     if data["schema"] != SCHEMA:
@@ -173,3 +178,12 @@ def model_digest(manifest: dict[str, Any]) -> str:
         if entry["path"].startswith(prefix)
     ]
     return "sha256:" + hashlib.sha256(sha256sums(entries)).hexdigest()
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """Describe a YAML parse error on one line, with its 1-based line and column."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        problem = exc.problem or exc.context or "invalid YAML"
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return " ".join(str(exc).split())
