@@ -229,6 +229,37 @@ def test_changed_member_size_reported(bundle: Path, tmp_path: Path) -> None:
     [mismatch] = report.mismatched
     assert mismatch.path == "code/infer.py"
     assert "bytes" in mismatch.expected
+    assert report.missing == []
+
+
+def test_resized_member_one_line(bundle: Path, tmp_path: Path, invoke: Invoke) -> None:
+    bad = tmp_path / bundle.name
+
+    def grow(rel: str, data: bytes) -> tuple[str, bytes]:
+        return rel, data + b"\n" if rel == "code/infer.py" else data
+
+    rewrite(bundle, bad, grow)
+
+    result = invoke("verify", bad)
+
+    assert result.exit_code == 1
+    assert "MISMATCH  code/infer.py" in result.stdout
+    assert "MISSING" not in result.stdout
+
+
+def test_missing_sha256sums_line(bundle: Path, tmp_path: Path, invoke: Invoke) -> None:
+    bad = tmp_path / bundle.name
+
+    def drop(rel: str, data: bytes) -> tuple[str, bytes] | None:
+        return None if rel == "SHA256SUMS" else (rel, data)
+
+    rewrite(bundle, bad, drop)
+
+    result = invoke("verify", bad)
+
+    assert result.exit_code == 1
+    assert "SHA256SUMS is missing" in result.stdout
+    assert "disagrees on SHA256SUMS" not in result.stdout
 
 
 def test_json_report_keys(bundle: Path, invoke: Invoke) -> None:
@@ -387,3 +418,12 @@ def test_sha256sums_member_matches_manifest(bundle: Path) -> None:
     sums = member_bytes(bundle, "SHA256SUMS").decode()
 
     assert "  manifest.yaml\n" in sums
+
+
+
+def test_summary_count_singular() -> None:
+    from goldmaster.console import plural
+
+    assert plural(1, "file") == "1 file"
+    assert plural(0, "file") == "0 files"
+    assert plural(5, "file") == "5 files"

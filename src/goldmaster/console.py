@@ -99,6 +99,11 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def plural(count: int, noun: str) -> str:
+    """Return "1 file" or "3 files": the count and the noun, plural unless 1."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def human_bytes(count: float | None) -> str:
     if count is None:
         return "-"

@@ -265,7 +265,12 @@ class BundleWalk:
                 sink.link(member, target)
 
     def _finish(self, expected: dict[str, dict[str, Any]]) -> None:
-        self.report.missing = sorted(p for p in expected if p not in self._digests)
+        # A member whose size differs is already in ``mismatched``; it is
+        # present, so it is not listed as missing too.
+        mismatched = {item.path for item in self.report.mismatched}
+        self.report.missing = sorted(
+            p for p in expected if p not in self._digests and p not in mismatched
+        )
         if self.report.missing:
             self._fail(f"{len(self.report.missing)} files listed in the manifest are missing, "
                        f"first {self.report.missing[0]!r}")

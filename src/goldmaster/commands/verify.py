@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ..console import human_bytes, print_json
+from ..console import human_bytes, plural, print_json
 from ..errors import EXIT_FAILED
 from ..ociref import is_reference
 from ..progress import Reporter
@@ -63,7 +63,11 @@ def verify_command(bundle: str, as_json: bool, reporter: Reporter, **kwargs: Any
         for member in report.extra:
             click.echo(f"EXTRA     {member}")
         for member in report.sums_mismatched:
-            click.echo(f"SHA256SUMS disagrees on {member}")
+            # The walk lists SHA256SUMS itself when the bundle has no such member.
+            if member == "SHA256SUMS":
+                click.echo("SHA256SUMS is missing")
+            else:
+                click.echo(f"SHA256SUMS disagrees on {member}")
         if report.sidecar == "mismatch":
             click.echo(f"SIDECAR   {Path(bundle).name}.sha256 does not match the bundle")
         if report.sidecar == "invalid":
@@ -75,7 +79,7 @@ def verify_command(bundle: str, as_json: bool, reporter: Reporter, **kwargs: Any
             _echo_signature(signature)
         status = "OK" if report.ok and (signature is None or signature.ok) else "FAILED"
         click.echo(
-            f"{status}  {bundle}  {report.files} files, {human_bytes(report.bytes)}, "
+            f"{status}  {bundle}  {plural(report.files, 'file')}, {human_bytes(report.bytes)}, "
             f"sidecar {report.sidecar}"
         )
     if not report.ok or (signature is not None and not signature.ok):
