@@ -423,3 +423,28 @@ def test_progress_bar_on_terminal(command: str, label: str, tmp_path: Path) -> N
     assert bars, terminal
     assert "/25.2 MB" in bars[-1] or "/25.3 MB" in bars[-1], bars[-1]
     assert label not in stdout
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.3])
+def test_sigterm_during_startup_exits_143(delay: float, tmp_path: Path) -> None:
+    """SIGTERM while click, rich and the commands are still being imported ends
+    like a SIGTERM inside a command. The FIFO makes verify block in open() if
+    start-up finishes first, so the signal always lands in this process."""
+    import signal
+    import time
+
+    fifo = tmp_path / "bundle.gm.tar.zst"
+    os.mkfifo(fifo)
+    script = Path(sys.executable).with_name("goldmaster")
+    process = subprocess.Popen(
+        [script, "verify", fifo], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    time.sleep(delay)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=30)
+
+    assert process.returncode == 143, stderr
+    assert stderr.decode().splitlines()[-1] == (
+        "Error: terminated; nothing was left half-written"
+    )
+    assert stdout == b""

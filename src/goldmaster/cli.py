@@ -1,44 +1,41 @@
-"""The goldmaster command line: parses options and calls the library."""
+"""The goldmaster entry point.
+
+This module imports nothing heavy at load time, so that ``main`` can handle
+SIGTERM before click, rich and the command modules are imported, which takes
+most of a second. The command group lives in ``goldmaster.app``; ``cli`` here
+is the same object, imported on first use.
+"""
 
 from __future__ import annotations
 
-import click
+import signal
+import sys
+from types import FrameType
+from typing import Any
 
-from . import __version__
-from .commands.capture import capture_command
-from .commands.check import check_command
-from .commands.diff import diff_command
-from .commands.doctor import doctor_command
-from .commands.inspect import inspect_command
-from .commands.keygen import keygen_command
-from .commands.list import list_command
-from .commands.pull import pull_command
-from .commands.push import push_command
-from .commands.restore import restore_command
-from .commands.sign import sign_command
-from .commands.verify import verify_command
+# Same exit status and message as a SIGTERM inside a command (commands/common.py).
+EXIT_TERMINATED = 143
+TERMINATED_MESSAGE = "Error: terminated; nothing was left half-written\n"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="goldmaster")
-def cli() -> None:
-    """Archive a trained model with its code, environment, GPU stack and
-    container image as one verifiable, reproducible bundle."""
-
-
-cli.add_command(capture_command, "capture")
-cli.add_command(verify_command, "verify")
-cli.add_command(inspect_command, "inspect")
-cli.add_command(restore_command, "restore")
-cli.add_command(doctor_command, "doctor")
-cli.add_command(push_command, "push")
-cli.add_command(pull_command, "pull")
-cli.add_command(diff_command, "diff")
-cli.add_command(list_command, "list")
-cli.add_command(check_command, "check")
-cli.add_command(sign_command, "sign")
-cli.add_command(keygen_command, "keygen")
+def _terminated_at_startup(signum: int, frame: FrameType | None) -> None:
+    # Nothing has been written yet, so the message holds.
+    sys.stderr.write(TERMINATED_MESSAGE)
+    sys.stderr.flush()
+    raise SystemExit(EXIT_TERMINATED)
 
 
 def main() -> None:
+    """Run the goldmaster command line, exiting with 143 on SIGTERM at any point."""
+    signal.signal(signal.SIGTERM, _terminated_at_startup)
+    from .app import cli
+
     cli()
+
+
+def __getattr__(name: str) -> Any:
+    if name == "cli":
+        from .app import cli
+
+        return cli
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
