@@ -287,7 +287,7 @@ class BundleWalk:
 
     def _check_sidecar(self, file_digest: str) -> None:
         """Compare the bundle file with its ``.sha256`` sidecar. An absent
-        sidecar is fine, but one that exists and cannot be read or holds no
+        sidecar is fine, but one that exists and cannot be read or contains no
         sha256 is a finding, because it can no longer vouch for the file."""
         sidecar = self.path.with_name(self.path.name + ".sha256")
         if not sidecar.exists():
@@ -305,7 +305,7 @@ class BundleWalk:
 
 
 def _sidecar_problem(sidecar: Path) -> str:
-    """Return why ``sidecar`` holds no usable sha256, or "" when it does."""
+    """Return why ``sidecar`` contains no usable sha256, or "" when it does."""
     try:
         words = sidecar.read_text(encoding="utf-8").split()
     except IsADirectoryError:

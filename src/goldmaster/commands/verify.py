@@ -32,7 +32,7 @@ def verify_command(bundle: str, as_json: bool, reporter: Reporter, **kwargs: Any
 
     Exit status 1 when a member's size or sha256 differs from the manifest, a
     member is missing or unlisted, SHA256SUMS or the .sha256 file does not
-    match, or the .sha256 file exists but is unreadable or holds no sha256. Exit status 2 for an unsafe member (a path
+    match, or the .sha256 file exists but is unreadable or contains no sha256. Exit status 2 for an unsafe member (a path
     outside the bundle, a link, a device) or unreadable input (not zstd,
     truncated, a corrupt stream, not a bundle)."""
     verifier = load_verifier(kwargs["key_path"]) if kwargs["key_path"] else None
