@@ -448,3 +448,21 @@ def test_sigterm_during_startup_exits_143(delay: float, tmp_path: Path) -> None:
         "Error: terminated; nothing was left half-written"
     )
     assert stdout == b""
+
+
+def test_capture_rejects_repeated_param(invoke: Invoke, inputs: Inputs, tmp_path: Path) -> None:
+    result = invoke(
+        "capture", inputs.model, "--code", inputs.code, "-o", tmp_path / "out",
+        "--param", "lr=1", "--param", "lr=2",
+    )  # fmt: skip
+
+    assert result.exit_code == 2
+    assert "'lr' is given twice" in result.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_capture_rejects_empty_name(invoke: Invoke, inputs: Inputs, tmp_path: Path) -> None:
+    result = invoke("capture", inputs.model, "--code", inputs.code, "-o", tmp_path, "--name", "")
+
+    assert result.exit_code == 2
+    assert "invalid name ''" in result.stderr

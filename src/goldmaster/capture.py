@@ -227,8 +227,13 @@ def _capture_with(options: CaptureOptions, reporter: Reporter, workdir: Path) ->
     skip = [options.model, options.output]
     code = snapshot_code(code_folder, options.excludes, options.includes, skip)
 
-    name = manifest.check_name(options.name or _default_name(options.model), "name")
-    version = manifest.check_name(options.version or _default_version(code.info, created), "version")
+    name = manifest.check_name(
+        _default_name(options.model) if options.name is None else options.name, "name"
+    )
+    version = manifest.check_name(
+        _default_version(code.info, created) if options.version is None else options.version,
+        "version",
+    )
     top = manifest.top_folder(name, version)
     data = _base_manifest(options, name, version, created, model.info, code.info)
     notices = model.notices + code.notices

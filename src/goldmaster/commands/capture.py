@@ -23,6 +23,8 @@ def _parse_param(values: tuple[str, ...]) -> dict[str, Any]:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--param")
+        if key in params:
+            raise click.BadParameter(f"{key!r} is given twice", param_hint="--param")
         params[key] = _param_value(raw)
     return params
 
