@@ -30,6 +30,7 @@ from goldmaster.check_runner import (
 )
 from goldmaster.checks import check_specs, restored_context
 from goldmaster.errors import UsageError, VerificationError
+from helpers import plain_code, run_capture, small_model
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "minilm"
@@ -623,3 +624,26 @@ def test_check_folder_without_manifest_fails(tmp_path: Path) -> None:
 
     assert done.returncode == 2
     assert "not a restored bundle" in done.stderr
+
+
+def _small_bundle(root: Path) -> Path:
+    small_model(root / "model")
+    code = plain_code(root / "code")
+    result = run_capture(root / "model", code, root / "out", name="m", version="1")
+    return result.bundle
+
+
+@pytest.mark.parametrize(
+    ("tmpdir", "message"),
+    [
+        ("absent", "--tmpdir {} not found"),
+        ("/proc", "cannot create a temporary folder in /proc"),
+    ],
+)
+def test_check_tmpdir_reports_path(tmp_path: Path, tmpdir: str, message: str) -> None:
+    bundle = _small_bundle(tmp_path)
+    folder = tmp_path / tmpdir
+    result = goldmaster("check", bundle, "--tmpdir", folder, env=dict(os.environ))
+    assert result.returncode == 2
+    assert message.format(folder) in result.stderr
+    assert "unexpected failure" not in result.stderr
