@@ -335,7 +335,10 @@ def tree(folder: Path) -> dict[str, bytes]:
 
 
 def leftovers(folder: Path) -> list[str]:
-    """Names in ``folder`` that a failed capture must not leave behind."""
+    """Names in ``folder`` that a failed capture must not leave behind. A
+    failed capture removes an output folder that it created."""
+    if not folder.exists():
+        return []
     return sorted(
         p.name
         for p in folder.iterdir()

@@ -17,7 +17,7 @@ import yaml
 
 from conftest import EPOCH, Inputs
 from goldmaster.capture import CaptureOptions, capture
-from goldmaster.errors import InputError, SourceChangedError, UsageError
+from goldmaster.errors import InputError, OutputError, SourceChangedError, UsageError
 from goldmaster.restore import restore
 from goldmaster.verify import read_manifest, verify
 from helpers import (
@@ -249,7 +249,8 @@ def test_invalid_params_file(inputs: Inputs, tmp_path: Path, content: str) -> No
         )
 
     assert str(params_file) in info.value.message
-    assert leftovers(tmp_path / "out") == []
+    # The output folder did not exist, so the failed capture removes it.
+    assert not (tmp_path / "out").exists()
 
 
 def test_exclude_applies_to_model_and_code(inputs: Inputs, tmp_path: Path) -> None:
@@ -568,7 +569,7 @@ def test_growing_file_fails_capture(tmp_path: Path) -> None:
         writer.join()
 
     assert str(growing) in info.value.message
-    assert sorted(os.listdir(out)) == []
+    assert not out.exists()
 
 
 def _capture_command(model: Path, code: Path, out: Path, *extra: str) -> list[str]:
@@ -679,7 +680,7 @@ def test_unstorable_file_name_rejected(
 
     assert repr(os.fsdecode(name))[1:-1] in info.value.message
     assert "--exclude" in (info.value.hint or "")
-    assert os.listdir(out) == []
+    assert not out.exists()
 
 
 def test_unusual_but_valid_names_round_trip(inputs: Inputs, tmp_path: Path) -> None:
@@ -723,3 +724,75 @@ def test_json_metrics_keep_exponent_numbers(inputs: Inputs, tmp_path: Path) -> N
         "ok": True,
         "steps": 1500.0,
     }
+
+
+def test_capture_unwritable_output_names_folder(inputs: Inputs) -> None:
+    with pytest.raises(OutputError) as caught:
+        run_capture(inputs.model, inputs.code, Path("/proc"), name="m", version="1")
+    assert "cannot write to output folder /proc" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("tags", ["BAD TAG"]), ("base_image", "not a ref!!")],
+)
+def test_capture_rejects_bad_image_reference(
+    inputs: Inputs, tmp_path: Path, option: str, value: object
+) -> None:
+    output = tmp_path / "new" / "out"
+    with pytest.raises(UsageError) as caught:
+        run_capture(
+            inputs.model, inputs.code, output, name="m", version="1", **{option: value}
+        )
+    assert "invalid image reference" in caught.value.message
+    assert not (tmp_path / "new").exists()
+
+
+def test_capture_accepts_engine_references(inputs: Inputs, tmp_path: Path) -> None:
+    result = run_capture(
+        inputs.model,
+        inputs.code,
+        tmp_path / "out",
+        name="m",
+        version="1",
+        image=False,
+        tags=["team/model:1", "127.0.0.1:5000/team/model:1"],
+        base_image="python:3.11-slim",
+    )
+    assert result.bundle.is_file()
+
+
+def test_capture_default_name_is_ascii(inputs: Inputs, tmp_path: Path) -> None:
+    model = tmp_path / "my modèl"
+    shutil.copytree(inputs.model, model)
+    result = run_capture(model, inputs.code, tmp_path / "out", version="1")
+    assert result.manifest["name"] == "my-model"
+
+
+def test_capture_long_folder_name_hints_name(inputs: Inputs, tmp_path: Path) -> None:
+    model = tmp_path / ("x" * 140)
+    shutil.copytree(inputs.model, model)
+    with pytest.raises(UsageError) as caught:
+        run_capture(model, inputs.code, tmp_path / "out", version="1")
+    assert "made from the model path" in caught.value.message
+    assert caught.value.hint is not None
+    assert "--name" in caught.value.hint
+
+
+def test_failed_capture_removes_new_output(inputs: Inputs, tmp_path: Path) -> None:
+    empty_model = tmp_path / "empty"
+    empty_model.mkdir()
+    output = tmp_path / "a" / "b"
+    with pytest.raises(InputError):
+        run_capture(empty_model, inputs.code, output, name="m", version="1")
+    assert not (tmp_path / "a").exists()
+
+
+def test_failed_capture_keeps_existing_output(inputs: Inputs, tmp_path: Path) -> None:
+    empty_model = tmp_path / "empty"
+    empty_model.mkdir()
+    output = tmp_path / "out"
+    output.mkdir()
+    with pytest.raises(InputError):
+        run_capture(empty_model, inputs.code, output, name="m", version="1")
+    assert output.is_dir()

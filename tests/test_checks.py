@@ -30,6 +30,7 @@ from goldmaster.check_runner import (
 )
 from goldmaster.checks import check_specs, restored_context
 from goldmaster.errors import UsageError, VerificationError
+from helpers import plain_code, run_capture, small_model
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "minilm"
@@ -384,7 +385,8 @@ def test_capture_fails_when_check_times_out(model_file: Path, tmp_path: Path) ->
     assert (
         "check 'check-1' timed out after 1 s in its first run at capture" in done.stderr
     )
-    assert list((tmp_path / "out").iterdir()) == []
+    # capture created the output folder, so the failed capture removes it.
+    assert not (tmp_path / "out").exists()
 
 
 def test_capture_fails_when_command_is_missing(
@@ -623,3 +625,26 @@ def test_check_folder_without_manifest_fails(tmp_path: Path) -> None:
 
     assert done.returncode == 2
     assert "not a restored bundle" in done.stderr
+
+
+def _small_bundle(root: Path) -> Path:
+    small_model(root / "model")
+    code = plain_code(root / "code")
+    result = run_capture(root / "model", code, root / "out", name="m", version="1")
+    return result.bundle
+
+
+@pytest.mark.parametrize(
+    ("tmpdir", "message"),
+    [
+        ("absent", "--tmpdir {} not found"),
+        ("/proc", "cannot create a temporary folder in /proc"),
+    ],
+)
+def test_check_tmpdir_reports_path(tmp_path: Path, tmpdir: str, message: str) -> None:
+    bundle = _small_bundle(tmp_path)
+    folder = tmp_path / tmpdir
+    result = goldmaster("check", bundle, "--tmpdir", folder, env=dict(os.environ))
+    assert result.returncode == 2
+    assert message.format(folder) in result.stderr
+    assert "unexpected failure" not in result.stderr

@@ -187,3 +187,29 @@ def test_capture_rejects_missing_python(tmp_path: Path) -> None:
 
     assert code == EXIT_USAGE
     assert "--python" in output
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o755])
+def test_doctor_python_not_runnable(tmp_path: Path, mode: int) -> None:
+    text = tmp_path / "text.txt"
+    text.write_text("not an interpreter\n")
+    text.chmod(mode)
+
+    code, output = run_all("doctor", "--python", str(text))
+
+    assert code == EXIT_USAGE
+    assert f"cannot run --python {text}" in output
+    assert "could not be started" in output
+
+
+def test_doctor_python_relative_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "text.txt").write_text("not an interpreter\n")
+
+    code, output = run_all("doctor", "--python", "text.txt")
+
+    assert code == EXIT_USAGE
+    assert "cannot run --python text.txt" in output
+    assert "not on PATH" not in output

@@ -127,6 +127,9 @@ def code_folder(root: Path) -> Path:
 
 
 def leftovers(folder: Path) -> list[str]:
+    # A failed capture removes an output folder that it created.
+    if not folder.exists():
+        return []
     return sorted(p.name for p in folder.iterdir() if TEMP_MARK in p.name)
 
 

@@ -61,6 +61,7 @@ def test_list_folder_table(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     header = result.stdout.splitlines()[0].split()
     assert header == [
+        "FILE",
         "NAME",
         "VERSION",
         "CREATED",
@@ -176,3 +177,51 @@ def test_list_registry_unknown_repository(oci_registry: RegistryServer) -> None:
     result = run_cli("list", f"{oci_registry.address}/team/never-pushed", "--insecure")
     assert result.exit_code == 2
     assert "NAME_UNKNOWN" in result.stderr
+
+
+def test_list_table_names_each_file(tmp_path: Path) -> None:
+    folder, bundles = folder_of_bundles(tmp_path)
+    copy = folder / "copy-of-alpha.gm.tar.zst"
+    copy.write_bytes(bundles[0].read_bytes())
+    result = run_cli("list", folder)
+    assert result.exit_code == 0, result.output
+    rows = result.stdout.splitlines()[1:]
+    first_cells = sorted(row.split()[0] for row in rows)
+    assert first_cells == sorted([bundles[0].name, bundles[1].name, copy.name])
+
+
+def test_list_file_is_not_folder(tmp_path: Path) -> None:
+    _, bundles = folder_of_bundles(tmp_path)
+    result = run_cli("list", bundles[0])
+    assert result.exit_code == 2
+    assert f"{bundles[0]} is a file, not a folder" in result.stderr
+
+
+ROOT_READS_ALL = pytest.mark.skipif(
+    os.geteuid() == 0, reason="root can read files without read permission"
+)
+
+
+@ROOT_READS_ALL
+def test_list_unreadable_folder(tmp_path: Path) -> None:
+    folder, _ = folder_of_bundles(tmp_path)
+    folder.chmod(0o300)
+    try:
+        result = run_cli("list", folder)
+    finally:
+        folder.chmod(0o700)
+    assert result.exit_code == 2
+    assert f"cannot read folder {folder}" in result.stderr
+
+
+@ROOT_READS_ALL
+def test_list_unreadable_bundle_is_row(tmp_path: Path) -> None:
+    folder, bundles = folder_of_bundles(tmp_path)
+    bundles[0].chmod(0o200)
+    try:
+        listing = run_cli("list", folder, "--json")
+    finally:
+        bundles[0].chmod(0o600)
+    assert listing.exit_code == 1
+    assert f"cannot read {bundles[0]}" in listing.stdout
+    assert '"beta"' in listing.stdout

@@ -361,7 +361,8 @@ def test_pull_catches_tampered_blob(
     assert pulled.exit_code == 1
     assert "the bundle blob" in pulled.stderr
     assert "does not match its descriptor" in pulled.stderr
-    assert list(out.iterdir()) == []
+    # pull created the output folder, so the failed pull removes it.
+    assert not out.exists()
     verified = run_cli("verify", result["reference"], "--insecure")
     assert verified.exit_code == 1
 
@@ -591,3 +592,27 @@ def test_push_uploads_in_chunks(oci_registry: RegistryServer, tmp_path: Path) ->
     )
     size = bundle.stat().st_size
     assert patches == -(-size // (1 << 20))
+
+
+def test_pull_unknown_digest_leaves_no_folder(
+    oci_registry: RegistryServer, tmp_path: Path
+) -> None:
+    bundle = make_bundle(tmp_path, "nodigest", "1.0")
+    pushed(oci_registry, bundle, "team/nodigest")
+    ref = f"{oci_registry.address}/team/nodigest@sha256:{'0' * 64}"
+    out = tmp_path / "new" / "out"
+    result = run_cli("pull", ref, "-o", out, "--insecure")
+    assert result.exit_code != 0
+    assert not (tmp_path / "new").exists()
+
+
+def test_pull_unwritable_output_before_download(
+    oci_registry: RegistryServer, tmp_path: Path
+) -> None:
+    bundle = make_bundle(tmp_path, "unwritable", "1.0")
+    pushed(oci_registry, bundle, "team/unwritable")
+    ref = f"{oci_registry.address}/team/unwritable:1.0"
+    result = run_cli("pull", ref, "-o", "/proc", "--insecure")
+    assert result.exit_code == 2
+    assert "cannot write to output folder /proc" in result.stderr
+    assert "downloading" not in result.stderr

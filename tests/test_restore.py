@@ -13,7 +13,12 @@ from pathlib import Path
 import pytest
 
 from conftest import Inputs, Invoke
-from goldmaster.errors import DestinationError, VerificationError
+from goldmaster.errors import (
+    DestinationError,
+    EnvironmentCaptureError,
+    UnsafeMemberError,
+    VerificationError,
+)
 from goldmaster.restore import PARTIAL_MARKER, PARTIAL_NAME, RestoreOptions, restore
 from goldmaster.verify import read_manifest
 from helpers import (
@@ -282,3 +287,35 @@ def test_interrupt_leaves_destination(tmp_path: Path, sparse_folder: Path) -> No
     assert "Error: interrupted" in stderr
     assert "Traceback" not in stderr
     assert _snapshot(dest) == before
+
+
+def test_uncreatable_destination_named(inputs: Inputs, tmp_path: Path) -> None:
+    result = run_capture(inputs.model, inputs.code, tmp_path / "out", version="1")
+    with pytest.raises(DestinationError) as caught:
+        restore(result.bundle, Path("/proc/goldmaster-restore"))
+    assert "cannot create /proc/goldmaster-restore" in caught.value.message
+    assert "free space" not in caught.value.message
+
+
+def test_bad_python_fails_before_extract(inputs: Inputs, tmp_path: Path) -> None:
+    result = run_capture(
+        inputs.model, inputs.code, tmp_path / "out", version="1", env=True
+    )
+    dest = tmp_path / "dest"
+    options = RestoreOptions(python="/nonexistent/python")
+    with pytest.raises(EnvironmentCaptureError) as caught:
+        restore(result.bundle, dest, options)
+    assert "/nonexistent/python" in caught.value.message
+    assert not dest.exists()
+
+
+def test_image_without_engine_hint(
+    inputs: Inputs, tmp_path: Path, invoke: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result = run_capture(inputs.model, inputs.code, tmp_path / "out", version="1")
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path / 'absent.sock'}")
+    restored = invoke("restore", result.bundle, tmp_path / "dest", "--image")
+    assert restored.exit_code == 2
+    assert "container engine not reachable" in restored.stderr
+    assert "--no-image" not in restored.stderr
+    assert "without --image" in restored.stderr

@@ -293,7 +293,7 @@ def test_capture_fails_on_token_in_param(planted: dict) -> None:
     assert "Error: credential found, so no bundle was written" in result.output
     assert "GitHub token (ghp_…) in manifest.yaml: params.gh_token" in result.output
     assert token not in result.output
-    assert list(planted["out"].iterdir()) == []
+    assert not planted["out"].exists()
 
 
 def test_capture_fails_on_token_in_uncommitted_diff(planted: dict) -> None:
@@ -310,7 +310,7 @@ def test_capture_fails_on_token_in_uncommitted_diff(planted: dict) -> None:
     assert (
         "AWS access key id (AKIA…) in git/uncommitted.diff line" in raised.value.message
     )
-    assert list(planted["out"].iterdir()) == []
+    assert not planted["out"].exists()
 
 
 def test_capture_fails_on_password_in_lockfile(planted: dict) -> None:
@@ -329,7 +329,7 @@ def test_capture_fails_on_password_in_lockfile(planted: dict) -> None:
         "password in a URL (https://…:…@) in code/requirements.txt line 1"
         in raised.value.message
     )
-    assert list(planted["out"].iterdir()) == []
+    assert not planted["out"].exists()
 
 
 def test_capture_fails_on_password_in_pyproject(planted: dict) -> None:
@@ -351,4 +351,4 @@ def test_capture_fails_on_password_in_pyproject(planted: dict) -> None:
         "password in a URL (https://…:…@) in code/pyproject.toml line 7"
         in raised.value.message
     )
-    assert list(planted["out"].iterdir()) == []
+    assert not planted["out"].exists()

@@ -51,7 +51,14 @@ def make_bundle(root: Path, weights: bytes = b"w" * 5000, force: bool = False) -
     code.mkdir(exist_ok=True)
     (code / "infer.py").write_text("print('infer')\n")
     options = CaptureOptions(
-        model=model, output=root / "out", code=code, name="m", version="1", force=force, env=False)
+        model=model,
+        output=root / "out",
+        code=code,
+        name="m",
+        version="1",
+        force=force,
+        env=False,
+    )
     return capture(options).bundle
 
 
@@ -354,3 +361,98 @@ def test_sign_rejects_bundle_that_fails_verify(
     assert result.exit_code == 1
     assert "does not verify, so it was not signed" in result.output
     assert not signature_path(bundle).exists()
+
+
+def test_keygen_empty_out_is_usage_error() -> None:
+    result = invoke("keygen", "--out", "")
+    assert result.exit_code == 2
+    assert "Error: --out is empty" in result.output
+    assert "unexpected failure" not in result.output
+
+
+def test_keygen_unwritable_folder_names_path() -> None:
+    result = invoke("keygen", "--out", "/proc/goldmaster-test-key")
+    assert result.exit_code == 2
+    assert "cannot write key file /proc/goldmaster-test-key.key" in result.output
+    assert "unexpected failure" not in result.output
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write to read-only folders")
+def test_keygen_read_only_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    result = invoke("keygen", "--out", folder / "k")
+    folder.chmod(0o700)
+    assert result.exit_code == 2
+    assert f"cannot write key file {folder / 'k.key'}" in result.output
+
+
+@pytest.mark.parametrize("trailing", ["/", ""])
+def test_keygen_into_folder(tmp_path: Path, trailing: str) -> None:
+    folder = tmp_path / "keys"
+    folder.mkdir()
+    result = invoke("keygen", "--out", f"{folder}{trailing}")
+    assert result.exit_code == 0, result.output
+    assert (folder / "goldmaster.key").is_file()
+    assert (folder / "goldmaster.pub").is_file()
+
+
+def test_keygen_missing_folder_with_slash(tmp_path: Path) -> None:
+    result = invoke("keygen", "--out", f"{tmp_path / 'absent'}/")
+    assert result.exit_code == 2
+    assert f"folder not found: {tmp_path / 'absent'}" in result.output
+
+
+def test_keygen_empty_password_rejected(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(PASSWORD_VARIABLE, "")
+    result = invoke("keygen", "--out", tmp_path / "k")
+    assert result.exit_code == 2
+    assert f"{PASSWORD_VARIABLE} is set but empty" in result.output
+    assert not (tmp_path / "k.key").exists()
+
+
+def test_sign_password_with_plain_key(
+    keys: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(PASSWORD_VARIABLE, "secret")
+    with pytest.raises(UsageError) as caught:
+        load_signer(keys[0])
+    assert "is not encrypted" in caught.value.message
+
+
+def test_sign_wrong_passphrase(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(PASSWORD_VARIABLE, "right")
+    assert invoke("keygen", "--out", tmp_path / "enc").exit_code == 0
+    monkeypatch.setenv(PASSWORD_VARIABLE, "wrong")
+    with pytest.raises(UsageError) as caught:
+        load_signer(tmp_path / "enc.key")
+    assert "wrong passphrase" in caught.value.message
+
+
+def test_sign_output_is_folder(tmp_path: Path, keys: tuple[Path, Path]) -> None:
+    bundle = make_bundle(tmp_path)
+    folder = tmp_path / "sigs"
+    folder.mkdir()
+    result = invoke("sign", bundle, "--key", keys[0], "--output", folder)
+    assert result.exit_code == 2
+    assert f"--output {folder} is a folder" in result.output
+    assert "unexpected failure" not in result.output
+
+
+def test_sign_output_missing_folder(tmp_path: Path, keys: tuple[Path, Path]) -> None:
+    bundle = make_bundle(tmp_path)
+    target = tmp_path / "nodir" / "x.json"
+    result = invoke("sign", bundle, "--key", keys[0], "--output", target)
+    assert result.exit_code == 2
+    assert f"folder not found: {target.parent}" in result.output
+
+
+def test_sign_output_unwritable(tmp_path: Path, keys: tuple[Path, Path]) -> None:
+    bundle = make_bundle(tmp_path)
+    result = invoke("sign", bundle, "--key", keys[0], "--output", "/proc/x.sig.json")
+    assert result.exit_code == 2
+    assert "/proc/x.sig.json" in result.output
+    assert "unexpected failure" not in result.output

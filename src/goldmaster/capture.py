@@ -9,6 +9,7 @@ import os
 import shutil
 import tempfile
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from .fsutil import deferred_signals, fsync_dir, temporary_path, write_synced
 from .gpu import probe_system
 from .image import image_section
 from .model import SourceFile, scan_model
+from .ociref import check_image_reference
 from .parts import Part, Section
 from .progress import Reporter
 from .redact import redact_url, redact_value
@@ -210,11 +212,39 @@ def source_date_epoch() -> int:
 def capture(options: CaptureOptions, reporter: Reporter | None = None) -> CaptureResult:
     """Write ``OUTPUT/NAME-VERSION.gm.tar.zst`` and its ``.sha256`` sidecar."""
     reporter = reporter or Reporter()
-    _check_options(options)
-    # In the output folder, so that large vendored wheels stay on the bundle's
-    # file system; removed whether or not the capture succeeds.
-    with tempfile.TemporaryDirectory(prefix=".goldmaster-work-", dir=options.output) as work:
-        return _capture_with(options, reporter, Path(work))
+    created = _check_options(options)
+    try:
+        with _work_folder(options.output) as work:
+            return _capture_with(options, reporter, Path(work))
+    except BaseException:
+        # A failed capture leaves no output folder behind that it created.
+        if created is not None:
+            _remove_empty_folders(options.output, created)
+        raise
+
+
+def _work_folder(output: Path) -> tempfile.TemporaryDirectory[str]:
+    """Create the work folder inside ``output``, so that large vendored wheels
+    stay on the bundle's file system. It is removed whether or not the capture
+    succeeds."""
+    try:
+        return tempfile.TemporaryDirectory(prefix=".goldmaster-work-", dir=output)
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write to output folder {output}: {exc.strerror or exc}",
+            "pass an --output folder that you can write to",
+        ) from exc
+
+
+def _remove_empty_folders(folder: Path, top: Path) -> None:
+    """Remove ``folder`` and its parents up to and including ``top`` while they are empty."""
+    for path in (folder, *folder.parents):
+        try:
+            path.rmdir()
+        except OSError:
+            return
+        if path == top:
+            return
 
 
 def _capture_with(options: CaptureOptions, reporter: Reporter, workdir: Path) -> CaptureResult:
@@ -227,9 +257,7 @@ def _capture_with(options: CaptureOptions, reporter: Reporter, workdir: Path) ->
     skip = [options.model, options.output]
     code = snapshot_code(code_folder, options.excludes, options.includes, skip)
 
-    name = manifest.check_name(
-        _default_name(options.model) if options.name is None else options.name, "name"
-    )
+    name = _bundle_name(options)
     version = manifest.check_name(
         _default_version(code.info, created) if options.version is None else options.version,
         "version",
@@ -288,15 +316,23 @@ def _archived_bytes(written: list[WrittenFile]) -> int:
     return sum(w.size for w in written if w.link is None and w.arcname not in generated)
 
 
-def _check_options(options: CaptureOptions) -> None:
+def _check_options(options: CaptureOptions) -> Path | None:
+    """Raise on an invalid option, then create the output folder. Return the
+    topmost folder that was created, or None when the output folder existed."""
     if not 1 <= options.level <= 22:
         raise UsageError(f"invalid --level {options.level}", "use a zstd level from 1 to 22")
     if not 1 <= options.text_level <= 22:
         raise UsageError(f"invalid text level {options.text_level}", "use a zstd level from 1 to 22")
     if options.threads < 0:
         raise UsageError(f"invalid --threads {options.threads}", "use 0 for all cores, or a count")
+    _bundle_name(options)
+    for tag in options.tags:
+        check_image_reference(tag, "--tag")
+    if options.base_image is not None:
+        check_image_reference(options.base_image, "--base-image")
     if options.output.exists() and not options.output.is_dir():
         raise InputError(f"output path is not a folder: {options.output}")
+    missing = [p for p in (options.output, *options.output.parents) if not p.exists()]
     try:
         options.output.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -304,12 +340,29 @@ def _check_options(options: CaptureOptions) -> None:
             f"cannot create output folder {options.output}: {exc.strerror}",
             "pass an --output folder that can be created",
         ) from exc
+    return missing[-1] if missing else None
+
+
+def _bundle_name(options: CaptureOptions) -> str:
+    if options.name is not None:
+        return manifest.check_name(options.name, "name")
+    name = _default_name(options.model)
+    try:
+        return manifest.check_name(name, "name")
+    except UsageError as exc:
+        raise UsageError(
+            f"invalid name {name!r}, made from the model path {options.model.name!r}",
+            "pass --name with at most 128 letters, digits, '.', '_', '+' or '-'",
+        ) from exc
 
 
 def _default_name(model: Path) -> str:
+    """Make a bundle name from the model's file or folder name: accents are
+    dropped (modèl becomes model) and other characters become '-'."""
     stem = model.name if model.is_dir() else model.stem
-    cleaned = "".join(c if c.isalnum() or c in "._+-" else "-" for c in stem).strip(".-_+")
-    return cleaned or "model"
+    ascii_stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
+    cleaned = "".join(c if c.isalnum() or c in "._+-" else "-" for c in ascii_stem)
+    return cleaned.strip(".-_+") or "model"
 
 
 def _default_version(code_info: dict[str, Any], created: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,26 +90,49 @@ def list_folder(folder: Path, check_sidecar: bool = True) -> Catalog:
     With ``check_sidecar``, every bundle file is hashed in full and compared
     with its ``.sha256`` file. Without it, the sidecar status is "unchecked".
     """
+    entries = [
+        _folder_entry(path, check_sidecar)
+        for path in _bundle_files(folder)
+        if not path.name.startswith(".") and path.is_file()
+    ]
+    entries.sort(
+        key=lambda e: (e.created or "", e.name or "", e.version or ""), reverse=True
+    )
+    return Catalog(source=str(folder), kind="folder", entries=entries, skipped=[])
+
+
+def _bundle_files(folder: Path) -> list[Path]:
+    """Return the bundle files in ``folder``, sorted by name, or raise
+    InputError when it is missing, a file or unreadable."""
+    hint = "pass a folder of bundles or REGISTRY/REPOSITORY"
+    if folder.is_file():
+        raise InputError(f"{folder} is a file, not a folder", hint)
     if not folder.is_dir():
+        raise InputError(f"folder not found: {folder}", hint)
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError as exc:
         raise InputError(
-            f"folder not found: {folder}",
-            "pass a folder of bundles or REGISTRY/REPOSITORY",
-        )
-    entries = []
-    for path in sorted(folder.glob(f"*{manifest_mod.SUFFIX}")):
-        if path.name.startswith(".") or not path.is_file():
-            continue
-        entry = CatalogEntry(location=str(path), size=path.stat().st_size)
+            f"cannot read folder {folder}: {exc.strerror or exc}",
+            "check the folder's permissions",
+        ) from exc
+    return [folder / name for name in names if name.endswith(manifest_mod.SUFFIX)]
+
+
+def _folder_entry(path: Path, check_sidecar: bool) -> CatalogEntry:
+    """Describe one bundle file. A bundle that cannot be read becomes an entry
+    with ``error`` set, so that the rest of the folder is still listed."""
+    entry = CatalogEntry(location=str(path))
+    try:
+        entry.size = path.stat().st_size
         try:
             _describe(entry, read_manifest(path))
         except GoldmasterError as exc:
             entry.error = exc.message
         entry.sidecar = sidecar_status(path) if check_sidecar else "unchecked"
-        entries.append(entry)
-    entries.sort(
-        key=lambda e: (e.created or "", e.name or "", e.version or ""), reverse=True
-    )
-    return Catalog(source=str(folder), kind="folder", entries=entries, skipped=[])
+    except OSError as exc:
+        entry.error = f"cannot read {path}: {exc.strerror or exc}"
+    return entry
 
 
 def _describe(entry: CatalogEntry, manifest: dict[str, Any]) -> None:

@@ -47,7 +47,13 @@ from .compare import (
     Tolerance,
     compare_outputs,
 )
-from .errors import CheckFailedError, InputError, UsageError, VerificationError
+from .errors import (
+    CheckFailedError,
+    InputError,
+    OutputError,
+    UsageError,
+    VerificationError,
+)
 from .image import find_bundle_image
 from .parts import Part, Section
 from .progress import Reporter
@@ -522,7 +528,7 @@ def check_target(
     from .restore import RestoreOptions, restore
 
     options = RestoreOptions(env=not image, image=image)
-    with tempfile.TemporaryDirectory(prefix="goldmaster-check-", dir=tmpdir) as folder:
+    with _work_folder(tmpdir) as folder:
         dest = Path(folder) / "restored"
         result = restore(target, dest, options, reporter)
         image_ref = result.stages["image"]["id"] if image else None
@@ -531,6 +537,23 @@ def check_target(
         )
     report.bundle = target
     return report
+
+
+def _work_folder(tmpdir: Path | None) -> tempfile.TemporaryDirectory[str]:
+    """Create the temporary folder that a bundle is restored into for checking."""
+    if tmpdir is not None and not tmpdir.is_dir():
+        kind = "is not a folder" if tmpdir.exists() else "not found"
+        raise InputError(
+            f"--tmpdir {tmpdir} {kind}", "create the folder first or pass another one"
+        )
+    try:
+        return tempfile.TemporaryDirectory(prefix="goldmaster-check-", dir=tmpdir)
+    except OSError as exc:
+        where = tmpdir or Path(tempfile.gettempdir())
+        raise OutputError(
+            f"cannot create a temporary folder in {where}: {exc.strerror or exc}",
+            "pass --tmpdir with a folder that you can write to",
+        ) from exc
 
 
 def run_checks(

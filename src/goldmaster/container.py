@@ -69,7 +69,7 @@ OUTPUT_TAIL_LINES = 20
 _STEP_LINE = re.compile(r"^(STEP \d+/\d+: |Step \d+/\d+ : )")
 _ENGINE_HINT = (
     "start Docker or Podman's API service (podman system service), "
-    "set DOCKER_HOST to its socket, or pass --no-image"
+    "set DOCKER_HOST to its socket, or run the command without --image"
 )
 
 

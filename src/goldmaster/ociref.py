@@ -28,6 +28,11 @@ REFERENCE_PATTERN = re.compile(
     rf"(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?$"
 )
 TAG_PATTERN = re.compile(rf"^{_TAG}$")
+# An image reference as the container engine takes it, where the registry host
+# may be left out: python:3.11-slim, team/model:1, 127.0.0.1:5000/model:1.
+IMAGE_REFERENCE_PATTERN = re.compile(
+    rf"^(?:{_HOST}/)?{_REPOSITORY}(?::{_TAG})?(?:@{_DIGEST})?$"
+)
 
 # Comma-separated host[:port] values that may be reached over plain HTTP
 # besides loopback, like the Docker daemon's insecure-registries setting.
@@ -102,6 +107,18 @@ def is_reference(text: str) -> bool:
         return False
     match = REFERENCE_PATTERN.match(text)
     return match is not None and _is_registry_host(match.group("registry"))
+
+
+def check_image_reference(text: str, option: str) -> str:
+    """Return ``text`` if the container engine can take it as an image
+    reference, else raise UsageError naming ``option``."""
+    if not IMAGE_REFERENCE_PATTERN.match(text):
+        raise UsageError(
+            f"invalid image reference for {option}: {text!r}",
+            "use [REGISTRY/]REPOSITORY[:TAG] with a lower-case repository, "
+            "for example localhost/team/model:1.0",
+        )
+    return text
 
 
 def check_tag(tag: str) -> str:

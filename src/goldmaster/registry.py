@@ -25,6 +25,7 @@ from .errors import (
     EngineError,
     GoldmasterError,
     InputError,
+    OutputError,
     RegistryError,
     UsageError,
     VerificationError,
@@ -527,22 +528,18 @@ def pull(
     """
     reporter = reporter or Reporter()
     reference = parse_reference(ref, require_target=True)
-    _prepare_folder(out_dir)
-    with RegistryClient(reference, insecure, reporter) as client:
-        remote = load_remote_manifest(client, resolve(client, reference))
-        image_target = pushed_image_reference(remote) if image else None
-        final = out_dir / _bundle_name(remote)
-        if (final.exists() or final.is_symlink()) and not force:
-            raise InputError(
-                f"bundle already exists: {final}", "pass --force to replace it"
-            )
-        with temporary_path(final) as tmp:
-            _download_bundle(client, remote, tmp, reporter)
-            sha256 = remote.bundle_layer.digest.removeprefix("sha256:")
-            _check_remote_sidecar(client, remote)
-            report = _verify_download(tmp, remote, reporter)
-            report.bundle = str(final)
-            os.replace(tmp, final)
+    created = _prepare_folder(out_dir)
+    try:
+        remote, final, report = _fetch_bundle(
+            reference, out_dir, insecure, force, image, reporter
+        )
+    except BaseException:
+        # A failed pull leaves no output folder behind that it created.
+        if created is not None:
+            _remove_empty_folders(out_dir, created)
+        raise
+    image_target = pushed_image_reference(remote) if image else None
+    sha256 = remote.bundle_layer.digest.removeprefix("sha256:")
     sidecar = final.with_name(final.name + ".sha256")
     atomic_write_bytes(sidecar, f"{sha256}  {final.name}\n".encode())
     fsync_dir(out_dir)
@@ -565,6 +562,34 @@ def pull(
             exc.message = f"{exc.message}; the verified bundle is kept at {final}"
             raise
     return result
+
+
+def _fetch_bundle(
+    reference: Reference,
+    out_dir: Path,
+    insecure: bool,
+    force: bool,
+    image: bool,
+    reporter: Reporter,
+) -> tuple[RemoteBundle, Path, VerifyReport]:
+    """Download and verify the bundle, then give it its final name in ``out_dir``."""
+    with RegistryClient(reference, insecure, reporter) as client:
+        remote = load_remote_manifest(client, resolve(client, reference))
+        if image:
+            # Raises before the download when push stored no image.
+            pushed_image_reference(remote)
+        final = out_dir / _bundle_name(remote)
+        if (final.exists() or final.is_symlink()) and not force:
+            raise InputError(
+                f"bundle already exists: {final}", "pass --force to replace it"
+            )
+        with temporary_path(final) as tmp:
+            _download_bundle(client, remote, tmp, reporter)
+            _check_remote_sidecar(client, remote)
+            report = _verify_download(tmp, remote, reporter)
+            report.bundle = str(final)
+            os.replace(tmp, final)
+    return remote, final, report
 
 
 def pull_bundle_image(
@@ -645,13 +670,37 @@ def _pushed_image_reference(remote: RemoteBundle) -> Reference:
     return image_reference(remote.reference, None)
 
 
-def _prepare_folder(out_dir: Path) -> None:
+def _prepare_folder(out_dir: Path) -> Path | None:
+    """Create ``out_dir`` and check that files can be written in it, before
+    anything is downloaded. Return the topmost folder that was created, or
+    None when ``out_dir`` existed."""
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"output path is not a folder: {out_dir}")
+    missing = [p for p in (out_dir, *out_dir.parents) if not p.exists()]
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"cannot create {out_dir}: {exc.strerror}") from exc
+    try:
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write to output folder {out_dir}: {exc.strerror or exc}",
+            "pass an --output folder that you can write to",
+        ) from exc
+    return missing[-1] if missing else None
+
+
+def _remove_empty_folders(folder: Path, top: Path) -> None:
+    """Remove ``folder`` and its parents up to and including ``top`` while they are empty."""
+    for path in (folder, *folder.parents):
+        try:
+            path.rmdir()
+        except OSError:
+            return
+        if path == top:
+            return
 
 
 def _bundle_name(remote: RemoteBundle) -> str:

@@ -13,7 +13,9 @@ from typing import Any
 
 from .archive import Member
 from .checks import run_checks
+from .container import ImageBuildError
 from .doctor import compare_host, enforce
+from .env_restore import find_python
 from .environment import restore_environment
 from .errors import (
     DestinationError,
@@ -221,8 +223,9 @@ def restore(
     options = options or RestoreOptions()
     reporter = reporter or Reporter()
     _check_destination(dest, options.force)
-    total = sum(entry["size"] for entry in read_manifest(bundle)["files"])
-    _check_free_space(dest, total)
+    manifest = read_manifest(bundle)
+    total = sum(entry["size"] for entry in manifest["files"])
+    _check_python(options, manifest)
     created = not dest.exists()
     staging = dest / f"{STAGING_PREFIX}{secrets.token_hex(4)}"
 
@@ -233,7 +236,10 @@ def restore(
     # Everything from the first folder created on is inside the try block, so
     # that an error or Ctrl-C at any point removes what this restore made.
     try:
+        # The folder comes first, so that a path that cannot be created is
+        # reported as such rather than as a lack of space.
         _make_folder(dest, parents=True)
+        _check_free_space(dest, total)
         _make_folder(staging, parents=False)
         walk = BundleWalk(bundle, strict=True, sinks=sinks)
         reporter.start(total, "extracting")
@@ -248,6 +254,15 @@ def restore(
     result = RestoreResult(bundle, dest, report.manifest, report.files, report.bytes)
     _later_stages(result, options, reporter)
     return result
+
+
+def _check_python(options: RestoreOptions, manifest: dict[str, Any]) -> None:
+    """Check a --python interpreter before anything is extracted, so that a
+    wrong one fails at once instead of after the whole extraction."""
+    env = manifest.get("environment")
+    if options.python is None or not options.env or not env or env.get("conda"):
+        return
+    find_python(options.python, env["interpreter"])
 
 
 def _write_raw(staging: Path, raw: dict[str, bytes]) -> None:
@@ -319,7 +334,12 @@ def _later_stages(result: RestoreResult, options: RestoreOptions, reporter: Repo
     image_ref = None
     if options.image:
         reporter.step("loading the container image")
-        restored = restore_image(result.dest, result.manifest)
+        try:
+            restored = restore_image(result.dest, result.manifest)
+        except ImageBuildError as exc:
+            # The build hint names capture's --no-image, which restore lacks.
+            exc.hint = "fix the failing step, or restore without --image"
+            raise
         result.stages["image"] = restored.to_json()
         image_ref = restored.id
     if options.check:

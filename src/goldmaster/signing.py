@@ -36,7 +36,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 
 from . import __version__
 from . import manifest as manifest_mod
-from .errors import InputError, SignatureError, UsageError, VerificationError
+from .errors import (
+    InputError,
+    OutputError,
+    SignatureError,
+    UsageError,
+    VerificationError,
+)
 from .fsutil import atomic_write_bytes, temporary_path, write_synced
 from .verify import BundleWalk, VerifyReport
 
@@ -143,20 +149,58 @@ def _password() -> bytes | None:
     return value.encode() if value else None
 
 
-def generate_key_pair(prefix: Path, force: bool = False) -> tuple[Path, Path]:
+def _new_key_password() -> bytes | None:
+    """Return the passphrase for a new private key, or None when the variable
+    is unset. A set but empty variable is rejected, because writing an
+    unencrypted key when a passphrase was meant is silent and unsafe."""
+    value = os.environ.get(PASSWORD_VARIABLE)
+    if value == "":
+        raise UsageError(
+            f"{PASSWORD_VARIABLE} is set but empty",
+            "set it to a passphrase, or unset it to write an unencrypted key",
+        )
+    return value.encode() if value is not None else None
+
+
+# Names of the key files that keygen writes when --out is a folder.
+DEFAULT_KEY_NAME = "goldmaster"
+
+
+def key_pair_paths(prefix: str | Path) -> tuple[Path, Path]:
+    """Return the private and public key paths for the keygen ``--out`` value.
+
+    A prefix ``P`` gives ``P.key`` and ``P.pub``. An existing folder, or a
+    value that ends with a slash, gives ``goldmaster.key`` and
+    ``goldmaster.pub`` inside that folder.
+    """
+    text = str(prefix)
+    if not text.strip():
+        raise UsageError("--out is empty", "pass a path prefix such as keys/release")
+    path = Path(text)
+    if text.endswith(("/", os.sep)) or path.is_dir():
+        path = path / DEFAULT_KEY_NAME
+    return path.with_name(path.name + ".key"), path.with_name(path.name + ".pub")
+
+
+def generate_key_pair(prefix: str | Path, force: bool = False) -> tuple[Path, Path]:
     """Write a new Ed25519 key pair to ``PREFIX.key`` (PEM PKCS#8, mode 0600)
-    and ``PREFIX.pub`` (PEM SubjectPublicKeyInfo). Return both paths."""
-    private_path = prefix.with_name(prefix.name + ".key")
-    public_path = prefix.with_name(prefix.name + ".pub")
+    and ``PREFIX.pub`` (PEM SubjectPublicKeyInfo). Return both paths.
+
+    See :func:`key_pair_paths` for how a folder as ``prefix`` is handled.
+    """
+    private_path, public_path = key_pair_paths(prefix)
     for path in (private_path, public_path):
         if path.exists() and not force:
             raise UsageError(
                 f"key file already exists: {path}", "pass --force to replace it"
             )
-    if not prefix.parent.is_dir():
-        raise InputError(f"folder not found: {prefix.parent}")
+    folder = private_path.parent
+    if not folder.is_dir():
+        raise InputError(
+            f"folder not found: {folder}", "create it first or pass another --out"
+        )
+    password = _new_key_password()
     key = Ed25519PrivateKey.generate()
-    password = _password()
     encryption = (
         serialization.BestAvailableEncryption(password)
         if password
@@ -168,9 +212,19 @@ def generate_key_pair(prefix: Path, force: bool = False) -> tuple[Path, Path]:
     public_pem = key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    _write_private(private_path, private_pem)
-    atomic_write_bytes(public_path, public_pem)
+    _write_key_file(private_path, lambda: _write_private(private_path, private_pem))
+    _write_key_file(public_path, lambda: atomic_write_bytes(public_path, public_pem))
     return private_path, public_path
+
+
+def _write_key_file(path: Path, write: Callable[[], None]) -> None:
+    try:
+        write()
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write key file {path}: {exc.strerror or exc}",
+            "pass an --out in a folder that you can write to",
+        ) from exc
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -197,14 +251,32 @@ def _read_key_file(path: Path, kind: str) -> bytes:
 def load_signer(path: Path) -> Ed25519Signer:
     """Load an Ed25519 private key from a PEM file."""
     data = _read_key_file(path, "private key")
+    password = _password()
     try:
-        key = serialization.load_pem_private_key(data, password=_password())
+        key = serialization.load_pem_private_key(data, password=password)
     except TypeError as exc:
+        # cryptography raises TypeError both for a missing passphrase and for
+        # a passphrase given with an unencrypted key.
+        if password is None:
+            raise UsageError(
+                f"private key {path} is encrypted",
+                f"set {PASSWORD_VARIABLE} to its passphrase",
+            ) from exc
         raise UsageError(
-            f"private key {path} is encrypted",
-            f"set {PASSWORD_VARIABLE} to its passphrase",
+            f"private key {path} is not encrypted, but {PASSWORD_VARIABLE} is set",
+            f"unset {PASSWORD_VARIABLE} to use this key",
         ) from exc
-    except (ValueError, UnsupportedAlgorithm) as exc:
+    except ValueError as exc:
+        if password is not None and _is_encrypted_pem(data):
+            raise UsageError(
+                f"wrong passphrase for private key {path}",
+                f"set {PASSWORD_VARIABLE} to the passphrase given to keygen",
+            ) from exc
+        raise UsageError(
+            f"{path} is not a readable PEM private key: {exc}",
+            "pass the .key file that goldmaster keygen wrote",
+        ) from exc
+    except UnsupportedAlgorithm as exc:
         raise UsageError(
             f"{path} is not a readable PEM private key: {exc}",
             "pass the .key file that goldmaster keygen wrote",
@@ -214,6 +286,12 @@ def load_signer(path: Path) -> Ed25519Signer:
             f"{path} is not an Ed25519 key", "make one with goldmaster keygen"
         )
     return Ed25519Signer(key)
+
+
+def _is_encrypted_pem(data: bytes) -> bool:
+    """Tell whether a PEM private key is encrypted, in PKCS#8 or in the
+    traditional OpenSSL form with a Proc-Type header."""
+    return b"BEGIN ENCRYPTED PRIVATE KEY" in data or b"Proc-Type: 4,ENCRYPTED" in data
 
 
 def load_verifier(path: Path) -> Ed25519Verifier:
@@ -284,10 +362,35 @@ def sign_statement(statement: dict[str, Any], signer: Signer) -> dict[str, Any]:
     }
 
 
+def check_signature_output(path: Path, bundle: Path) -> None:
+    """Raise unless a signature can be written at ``path``: it must not be a
+    folder and its folder must exist and be writable."""
+    if path.is_dir():
+        raise UsageError(
+            f"--output {path} is a folder",
+            f"pass a file path such as {path / signature_path(bundle).name}",
+        )
+    folder = path.parent
+    if not folder.is_dir():
+        raise InputError(
+            f"folder not found: {folder}", "create it first or pass another --output"
+        )
+    if not os.access(folder, os.W_OK):
+        raise OutputError(
+            f"cannot write to folder {folder}: permission denied",
+            "pass an --output in a folder that you can write to",
+        )
+
+
 def write_signature(path: Path, envelope: dict[str, Any]) -> Path:
-    atomic_write_bytes(
-        path, (json.dumps(envelope, indent=2, sort_keys=True) + "\n").encode()
-    )
+    data = (json.dumps(envelope, indent=2, sort_keys=True) + "\n").encode()
+    try:
+        atomic_write_bytes(path, data)
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write signature {path}: {exc.strerror or exc}",
+            "pass an --output in a folder that you can write to",
+        ) from exc
     return path
 
 
@@ -336,6 +439,7 @@ def sign_bundle(
     progress: Callable[[int], None] | None = None,
 ) -> SignResult:
     """Verify ``bundle`` and sign it. A bundle that fails verification is not signed."""
+    check_signature_output(output or signature_path(bundle), bundle)
     walk = BundleWalk(bundle, strict=False)
     report = walk.run(progress)
     if not report.ok:

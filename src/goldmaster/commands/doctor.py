@@ -11,7 +11,7 @@ import click
 from .. import manifest as manifest_mod
 from ..console import make_console, print_json, render_findings, render_system
 from ..doctor import ERROR, WARNING, compare_host, enforce
-from ..errors import InputError
+from ..errors import InputError, UsageError
 from ..gpu import probe_system
 from ..progress import Reporter
 from ..verify import read_manifest
@@ -45,7 +45,13 @@ def doctor_command(
     BUNDLE is a bundle file, a folder it was restored into, or its manifest.yaml.
     """
     reporter.step("probing this host")
-    host = probe_system(python).data
+    # An absolute path, so that a name without a slash is not looked up on PATH.
+    host = probe_system(python.absolute() if python else None).data
+    if python is not None and host["python"].get("status") == "failed":
+        raise UsageError(
+            f"cannot run --python {python}: {host['python'].get('reason')}",
+            "pass a Python interpreter, for example .venv/bin/python",
+        )
     captured = None
     findings = []
     if bundle is not None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import click
@@ -17,17 +16,22 @@ from .common import output_options
 @click.option(
     "--out",
     "prefix",
-    type=click.Path(path_type=Path),
+    type=click.Path(),
     required=True,
-    help="Path prefix: writes PREFIX.key (private, mode 0600) and PREFIX.pub.",
+    help=(
+        "Path prefix: writes PREFIX.key (private, mode 0600) and PREFIX.pub. "
+        "An existing folder, or a path ending in '/', gets goldmaster.key and "
+        "goldmaster.pub inside it."
+    ),
 )
 @click.option("--force", is_flag=True, help="Replace existing key files.")
 @output_options
 def keygen_command(
-    prefix: Path, force: bool, as_json: bool, reporter: Reporter, **_: Any
+    prefix: str, force: bool, as_json: bool, reporter: Reporter, **_: Any
 ) -> None:
     """Make an Ed25519 key pair for signing bundles. Set GOLDMASTER_KEY_PASSWORD
-    to encrypt the private key with a passphrase."""
+    to encrypt the private key with a passphrase; setting it to an empty
+    value is an error."""
     private_path, public_path = generate_key_pair(prefix, force)
     hint = load_verifier(public_path).hint
     if as_json:
