@@ -16,7 +16,6 @@ from conftest import Inputs, Invoke
 from goldmaster.errors import (
     DestinationError,
     EnvironmentCaptureError,
-    UnsafeMemberError,
     VerificationError,
 )
 from goldmaster.restore import PARTIAL_MARKER, PARTIAL_NAME, RestoreOptions, restore
