@@ -66,8 +66,7 @@ def _render(catalog: Catalog) -> None:
     first = "TAG" if catalog.kind == "registry" else "FILE"
     table.add_column(first, no_wrap=True, min_width=_widest_key(catalog))
     for column in ("NAME", "VERSION", "CREATED", "SIZE", "MODEL DIGEST", "SIDECAR"):
-        justify = "right" if column == "SIZE" else "left"
-        table.add_column(column, justify=justify, no_wrap=True)
+        table.add_column(column, justify="right" if column == "SIZE" else "left", no_wrap=True)
     for entry in catalog.entries:
         row = [
             entry.name or "-",
