@@ -40,7 +40,7 @@ def test_manifest_fits_exact_reserve(tmp_path: Path) -> None:
     bundle = tmp_path / "m-1.gm.tar.zst"
 
     with open(bundle, "w+b") as fh:
-        reserve = len(compress_head("m-1", manifest)) + SKIPPABLE_HEADER
+        reserve = len(compress_head("m-1", manifest, 1_700_000_000)) + SKIPPABLE_HEADER
         writer = _write_body(fh, reserve, source)
         writer.close([("SHA256SUMS", b"")], manifest, level=9)
 
