@@ -10,15 +10,14 @@ from pathlib import Path
 import pytest
 
 from goldmaster.archive import (
+    SKIPPABLE_HEADER,
     BundleReader,
     BundleWriter,
-    SKIPPABLE_HEADER,
     _HeadTooLarge,
     compress_head,
     rewrite_with_head,
 )
 from helpers import decompress
-
 
 MTIME = 1_700_000_000
 

@@ -8,15 +8,17 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import yaml
 
 from . import __version__, manifest
+from . import codec as codec_mod
 from .archive import (
     SKIPPABLE_HEADER,
     BundleWriter,
@@ -28,6 +30,7 @@ from .archive import (
 )
 from .checks import checks_section
 from .codebase import snapshot_code
+from .codec import ByteGroup
 from .environment import capture_environment
 from .errors import InputError, OutputError, UnsafeMemberError, UsageError
 from .fsutil import deferred_signals, fsync_dir, temporary_path, write_synced
@@ -66,8 +69,11 @@ class CaptureOptions:
     datasets: list[str] = field(default_factory=list)
     excludes: list[str] = field(default_factory=list)
     includes: list[str] = field(default_factory=list)
-    level: int = 3
+    level: int = 1
     text_level: int = 9
+    # "zstd", or "bytegroup" to group the bytes of float tensors in safetensors
+    # weights before compressing them (see goldmaster.codec).
+    codec: str = "zstd"
     threads: int = 0
     force: bool = False
     env: bool = True
@@ -126,6 +132,7 @@ class _Entry:
     data: bytes | None = None
     link: str | None = None
     size: int = 0
+    codec: ByteGroup | None = None
 
 
 def _early_sections(
@@ -273,6 +280,8 @@ def _capture_with(options: CaptureOptions, reporter: Reporter, workdir: Path) ->
         _add_section(data, entries, notices, section)
     _check_member_names(entries)
     check_capture(data, entries)
+    if options.codec == codec_mod.NAME:
+        _choose_codecs(entries, options)
 
     final = options.output / f"{top}{manifest.SUFFIX}"
     _check_target(final, options.force)
@@ -283,12 +292,11 @@ def _capture_with(options: CaptureOptions, reporter: Reporter, workdir: Path) ->
     sidecar = final.with_name(final.name + ".sha256")
     try:
         with temporary_path(final) as tmp, temporary_path(sidecar) as sidecar_tmp:
-            written, data, frame = _write(
-                tmp, top, created, options, data, entries, reserve, reporter, notices
-            )
-            if frame is not None:
-                _move_body_after(tmp, frame, reserve)
-            digest, size = _file_digest(tmp)
+            body = _write(tmp, top, created, options, data, entries, reserve, reporter, notices)
+            written, data, digest, size = body.files, body.manifest, body.sha256, body.size
+            if body.frame is not None:
+                _move_body_after(tmp, body.frame, reserve)
+                digest, size = _file_digest(tmp)
             write_synced(sidecar_tmp, f"{digest}  {final.name}\n".encode())
             # An interrupt between the two renames would pair the new bundle
             # with the old sidecar, so both happen before a signal is handled.
@@ -330,6 +338,8 @@ def _check_options(options: CaptureOptions) -> Path | None:
         check_image_reference(tag, "--tag")
     if options.base_image is not None:
         check_image_reference(options.base_image, "--base-image")
+    if options.codec not in ("zstd", codec_mod.NAME):
+        raise UsageError(f"invalid --codec {options.codec!r}", f"use zstd or {codec_mod.NAME}")
     if options.output.exists() and not options.output.is_dir():
         raise InputError(f"output path is not a folder: {options.output}")
     missing = [p for p in (options.output, *options.output.parents) if not p.exists()]
@@ -472,6 +482,20 @@ def _part_entry(part: Part) -> _Entry:
     return _Entry(part.arcname, source=part.source, size=part.source.stat().st_size)
 
 
+def _choose_codecs(entries: list[_Entry], options: CaptureOptions) -> None:
+    """Set the bytegroup codec on the safetensors weights where it pays."""
+    names = {entry.arcname for entry in entries}
+    for entry in entries:
+        if (
+            entry.source is None
+            or not entry.arcname.startswith("weights/")
+            or not entry.arcname.endswith(".safetensors")
+            or codec_mod.stored_name(entry.arcname) in names
+        ):
+            continue
+        entry.codec = codec_mod.plan(entry.source, entry.size, _level(entry.arcname, options))
+
+
 def _check_member_names(entries: list[_Entry]) -> None:
     """Reject, before anything is written, file names that SHA256SUMS cannot
     hold or that verify and restore would reject as unsafe."""
@@ -545,14 +569,35 @@ def _reserve_for(data: dict[str, Any], entries: list[_Entry], top: str) -> int:
     real ones; the margin covers the image section added after the body. A
     manifest that still outgrows the space costs one copy of the body.
     """
-    stand_ins = sorted(entries + [_Entry("README.txt", size=4096)], key=lambda e: e.arcname)
-    placeholder = [
-        {"path": e.arcname, "size": e.size, "sha256": hashlib.sha256(e.arcname.encode()).hexdigest()}
-        for e in stand_ins
-    ]
-    template = dict(data, files=placeholder)
+    codecs = {e.arcname: e.codec for e in entries if e.codec is not None}
+    placeholder = []
+    for e in entries + [_Entry("README.txt", size=4096)]:
+        stand_in = hashlib.sha256(e.arcname.encode()).hexdigest()
+        item: dict[str, Any] = {"path": e.arcname, "size": e.size, "sha256": stand_in}
+        codec = codecs.get(e.link or e.arcname)
+        if codec is not None:
+            stored = codec_mod.stored_name(e.arcname)
+            item["stored"] = {"path": stored, "sha256": stand_in, **codec.to_manifest()}
+        placeholder.append(item)
+    template = dict(data, files=sorted(placeholder, key=lambda f: f["path"]))
     frame = len(compress_head(top, manifest.dump(template)))
     return frame + frame // 16 + HEAD_SLACK + SKIPPABLE_HEADER
+
+
+@dataclass
+class _Body:
+    """Result of ``_write``: the files, the final manifest, and the sha256 and
+    size of the bundle file.
+
+    When the manifest frame outgrew its reserve, ``frame`` is that frame and
+    the digest stays empty until the body is moved behind it.
+    """
+
+    files: list[WrittenFile]
+    manifest: dict[str, Any]
+    frame: bytes | None
+    sha256: str = ""
+    size: int = 0
 
 
 def _write(
@@ -565,42 +610,59 @@ def _write(
     reserve: int,
     reporter: Reporter,
     notices: list[str],
-) -> tuple[list[WrittenFile], dict[str, Any], bytes | None]:
-    """Write the bundle into ``tmp``. Return the files written, the final
-    manifest, and the manifest frame when it did not fit its reserve."""
-    frame = None
+) -> _Body:
+    """Write the bundle into ``tmp`` and flush it to disk."""
     threads = options.threads or os.cpu_count() or 1
     with open(tmp, "wb") as fh:
         writer = BundleWriter(fh, top, created, threads, reserve, reporter.advance)
-        reporter.start(sum(e.size for e in entries if e.source is not None), "hashing and compressing")
-        _write_entries(writer, sorted(entries, key=lambda e: _order(e.arcname)), options)
-        reporter.finish()
-        late_entries: list[_Entry] = []
-        if options.image is not False:
-            reporter.step("building the container image")
-        with tempfile.TemporaryDirectory(prefix=".goldmaster-image-", dir=tmp.parent) as work:
-            hashed = _with_files(data, writer.files)
-            for section in _late_sections(options, hashed, entries, Path(work)):
-                late: list[_Entry] = []
-                _add_section(data, late, notices, section)
-                _write_entries(writer, sorted(late, key=lambda e: _order(e.arcname)), options)
-                late_entries += late
-        readme = manifest.readme(data)
-        readme_entry = WrittenFile("README.txt", len(readme), hashlib.sha256(readme).hexdigest())
-        final = _with_files(data, writer.files + [readme_entry])
-        check_capture(final, late_entries + [_Entry("README.txt", data=readme)])
-        text = manifest.dump(final)
-        sums = manifest.sha256sums(
-            [(w.arcname, w.sha256) for w in writer.files + [readme_entry]]
-            + [("manifest.yaml", hashlib.sha256(text).hexdigest())]
-        )
         try:
-            writer.close([("README.txt", readme), ("SHA256SUMS", sums)], text, options.text_level)
-        except _HeadTooLarge as exc:
-            frame = exc.frame
+            body = _write_members(writer, tmp, options, data, entries, reporter, notices)
+        except BaseException:
+            writer.abort()
+            raise
         fh.flush()
-        os.fsync(fh.fileno())
-    return writer.files, final, frame
+        if body.frame is None:
+            body.sha256, body.size = _sync_and_digest(fh, tmp)
+    return body
+
+
+def _write_members(
+    writer: BundleWriter,
+    tmp: Path,
+    options: CaptureOptions,
+    data: dict[str, Any],
+    entries: list[_Entry],
+    reporter: Reporter,
+    notices: list[str],
+) -> _Body:
+    reporter.start(sum(e.size for e in entries if e.source is not None), "hashing and compressing")
+    _write_entries(writer, sorted(entries, key=lambda e: _order(e.arcname)), options)
+    reporter.finish()
+    late_entries: list[_Entry] = []
+    if options.image is not False:
+        reporter.step("building the container image")
+    with tempfile.TemporaryDirectory(prefix=".goldmaster-image-", dir=tmp.parent) as work:
+        hashed = _with_files(data, writer.files)
+        for section in _late_sections(options, hashed, entries, Path(work)):
+            late: list[_Entry] = []
+            _add_section(data, late, notices, section)
+            _write_entries(writer, sorted(late, key=lambda e: _order(e.arcname)), options)
+            late_entries += late
+    readme = manifest.readme(_with_files(data, writer.files))
+    readme_entry = WrittenFile("README.txt", len(readme), hashlib.sha256(readme).hexdigest())
+    final = _with_files(data, writer.files + [readme_entry])
+    check_capture(final, late_entries + [_Entry("README.txt", data=readme)])
+    text = manifest.dump(final)
+    sums = manifest.sha256sums(
+        [(w.stored_arcname, w.stored_sha256 or w.sha256) for w in writer.files + [readme_entry]]
+        + [("manifest.yaml", hashlib.sha256(text).hexdigest())]
+    )
+    frame = None
+    try:
+        writer.close([("README.txt", readme), ("SHA256SUMS", sums)], text, options.text_level)
+    except _HeadTooLarge as exc:
+        frame = exc.frame
+    return _Body(writer.files, final, frame)
 
 
 def _write_entries(writer: BundleWriter, entries: list[_Entry], options: CaptureOptions) -> None:
@@ -610,7 +672,9 @@ def _write_entries(writer: BundleWriter, entries: list[_Entry], options: Capture
         if entry.link is not None:
             written[entry.arcname] = writer.add_link(entry.arcname, written[entry.link], level)
         elif entry.source is not None:
-            written[entry.arcname] = writer.add_file(entry.arcname, entry.source, level)
+            written[entry.arcname] = writer.add_file(
+                entry.arcname, entry.source, level, codec=entry.codec
+            )
         else:
             assert entry.data is not None
             written[entry.arcname] = writer.add_bytes(entry.arcname, entry.data, level)
@@ -622,6 +686,12 @@ def _with_files(data: dict[str, Any], files: list[WrittenFile]) -> dict[str, Any
         entry: dict[str, Any] = {"path": item.arcname, "size": item.size, "sha256": item.sha256}
         if item.link:
             entry["same_as"] = item.link
+        if item.codec is not None:
+            entry["stored"] = {
+                "path": item.stored_arcname,
+                "sha256": item.stored_sha256,
+                **item.codec.to_manifest(),
+            }
         listing.append(entry)
     return dict(data, files=listing)
 
@@ -637,10 +707,41 @@ def _move_body_after(tmp: Path, frame: bytes, reserve: int) -> None:
         os.replace(second, tmp)
 
 
+def _sync_and_digest(fh: BinaryIO, path: Path) -> tuple[str, int]:
+    """Flush ``fh`` to disk while hashing the file it wrote, and return the
+    file's sha256 and size.
+
+    The manifest frame at the start of the file is written last, so the
+    whole-file digest needs one more read. That read comes from the page
+    cache and costs CPU, while the fsync waits for the disk, so the two run
+    side by side.
+    """
+    errors: list[OSError] = []
+
+    def sync() -> None:
+        try:
+            os.fsync(fh.fileno())
+        except OSError as exc:
+            errors.append(exc)
+
+    syncer = threading.Thread(target=sync, name="bundle-fsync", daemon=True)
+    syncer.start()
+    try:
+        digest = _file_digest(path)
+    finally:
+        syncer.join()
+    if errors:
+        raise errors[0]
+    return digest
+
+
 def _file_digest(path: Path) -> tuple[str, int]:
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(4 << 20):
-            digest.update(chunk)
-        size = fh.tell()
+    buffer = bytearray(4 << 20)
+    view = memoryview(buffer)
+    size = 0
+    with open(path, "rb", buffering=0) as fh:
+        while count := fh.readinto(buffer):
+            digest.update(view[:count])
+            size += count
     return digest.hexdigest(), size

@@ -146,6 +146,7 @@ def _select(
     left_out: list[str] = []
     links: list[str] = []
     skipped = [p.resolve() for p in skip]
+    folders: dict[str, Path] = {}  # relative folder -> the folder it resolves to
     for rel in candidates:
         path = root / rel
         if matches(rel, excludes) or matches(rel, UNTRACKED_NOISE[:2]):
@@ -153,14 +154,18 @@ def _select(
         if matches(rel, SECRET_PATTERNS) and not matches(rel, includes):
             left_out.append(rel)
             continue
-        if any(_inside(path, other) for other in skipped):
-            continue
         try:
             st = path.lstat()
         except FileNotFoundError:
             continue  # tracked but deleted in the work tree; the diff records it
         if stat.S_ISLNK(st.st_mode):
-            links.append(rel)
+            if not any(_inside(path.resolve(), other) for other in skipped):
+                links.append(rel)
+            continue
+        # A file that is not a link resolves to its resolved folder plus its
+        # name, so each folder is resolved once, not each file.
+        real = _resolved_folder(root, rel, folders) / path.name
+        if any(_inside(real, other) for other in skipped):
             continue
         if not stat.S_ISREG(st.st_mode):
             continue
@@ -180,12 +185,17 @@ def _select(
     return snapshot
 
 
+def _resolved_folder(root: Path, rel: str, cache: dict[str, Path]) -> Path:
+    folder = rel.rpartition("/")[0]
+    if folder not in cache:
+        cache[folder] = (root / folder).resolve()
+    return cache[folder]
+
+
 def _inside(path: Path, other: Path) -> bool:
-    try:
-        path.resolve().relative_to(other)
-    except ValueError:
-        return False
-    return True
+    """Tell whether the resolved ``path`` is ``other`` or lies under it."""
+    inner, outer = str(path), str(other)
+    return inner == outer or inner.startswith(outer.rstrip("/") + "/")
 
 
 def git_state(repo: Path) -> dict[str, Any]:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import fnmatch
+import functools
 import json
 import math
 import os
+import re
 import struct
 from collections import Counter
 from dataclasses import dataclass, field
@@ -67,9 +69,28 @@ class ModelScan:
 
 def matches(rel: str, patterns: list[str]) -> bool:
     """Tell whether a relative path or any of its folders matches a glob."""
-    path = PurePosixPath(rel)
-    candidates = [rel, path.name, *(str(p) for p in path.parents if str(p) != ".")]
-    return any(fnmatch.fnmatchcase(c, pat) for c in candidates for pat in patterns)
+    if not patterns:
+        return False
+    pattern = _glob_union(tuple(patterns))
+    return any(pattern.match(c) for c in _candidates(rel))
+
+
+def _candidates(rel: str) -> list[str]:
+    """Return ``rel``, its name and each of its folders, as PurePosixPath
+    names them; plain string splitting gives the same for normalised paths."""
+    if rel in ("", ".") or rel.startswith(("/", "./")) or rel.endswith(("/", "/.")) or (
+        "//" in rel or "/./" in rel
+    ):
+        path = PurePosixPath(rel)
+        return [rel, path.name, *(str(p) for p in path.parents if str(p) != ".")]
+    parts = rel.split("/")
+    return [rel, parts[-1], *("/".join(parts[:i]) for i in range(len(parts) - 1, 0, -1))]
+
+
+@functools.lru_cache(maxsize=256)
+def _glob_union(patterns: tuple[str, ...]) -> re.Pattern[str]:
+    """Compile globs into one regular expression with fnmatchcase's semantics."""
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
 
 
 def scan_model(model: Path, excludes: list[str], prefix: str = "weights") -> ModelScan:

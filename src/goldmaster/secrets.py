@@ -171,15 +171,41 @@ def scan_file(path: Path, where: str) -> list[Finding]:
 def scan_value(value: Any, where: str, key_path: str = "") -> list[Finding]:
     """Scan every key and string in nested manifest data, located by key path
     such as ``params.token`` or ``datasets[0]``."""
+    # A match inside one string is also a match in the strings joined by
+    # newlines: a newline is a word boundary, as the end of a string is, and
+    # passes the rules' lookaheads. So one pass over the joined text decides,
+    # and a match there, even one spanning two strings, only triggers the
+    # slower walk that locates each finding in its own string.
+    strings: list[str] = []
+    _collect_strings(value, strings)
+    joined = "\n".join(strings).encode("utf-8", "surrogateescape")
+    if not any(True for _ in _matches(joined)):
+        return []
+    return _scan_value(value, where, key_path)
+
+
+def _collect_strings(value: Any, into: list[str]) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            into.append(str(key))
+            _collect_strings(item, into)
+    elif isinstance(value, list):
+        for item in value:
+            _collect_strings(item, into)
+    elif isinstance(value, str):
+        into.append(value)
+
+
+def _scan_value(value: Any, where: str, key_path: str) -> list[Finding]:
     found: list[Finding] = []
     if isinstance(value, dict):
         for key, item in value.items():
             child = f"{key_path}.{key}" if key_path else str(key)
             found += _scan_string(str(key), where, child)
-            found += scan_value(item, where, child)
+            found += _scan_value(item, where, child)
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            found += scan_value(item, where, f"{key_path}[{index}]")
+            found += _scan_value(item, where, f"{key_path}[{index}]")
     elif isinstance(value, str):
         found += _scan_string(value, where, key_path)
     return found

@@ -9,7 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from . import manifest as manifest_mod
-from .archive import HEADER_ALLOWANCE, MAX_MANIFEST_BYTES, BundleReader, Member
+from .archive import (
+    HEADER_ALLOWANCE,
+    MAX_MANIFEST_BYTES,
+    BundleReader,
+    Member,
+    safe_relpath,
+)
+from .codec import SUFFIX, ByteGroup, Transform
 from .errors import BundleFormatError, UnsafeMemberError, VerificationError
 
 SPECIAL = ("manifest.yaml", "SHA256SUMS")
@@ -111,11 +118,14 @@ class BundleWalk:
         self._folders: set[str] = set()
         self._sums: dict[str, str] | None = None
         self.raw: dict[str, bytes] = {}  # manifest.yaml and SHA256SUMS as read
+        # For members stored with a codec, by member path: the path and the
+        # sha256 of the file that decoding gives.
+        self._decoded: dict[str, tuple[str, str]] = {}
 
     def run(self, progress: Callable[[int], None] | None = None) -> VerifyReport:
         with BundleReader(self.path, hash_file=True) as reader:
             manifest = self.read_head(reader)
-            expected = {entry["path"]: entry for entry in manifest["files"]}
+            expected = {_member_path(entry): entry for entry in manifest["files"]}
             total = sum(e["size"] for e in manifest["files"])
             reader.allow(total + HEADER_ALLOWANCE * (len(expected) + 8) + 2 * MAX_MANIFEST_BYTES)
             for member in reader.tar:
@@ -123,6 +133,7 @@ class BundleWalk:
             file_digest = reader.file_digest()
         self.report.sha256 = file_digest
         self.report.digests = dict(self._digests)
+        self.report.digests.update(dict(self._decoded.values()))
         self._finish(expected)
         self._check_sidecar(file_digest)
         return self.report
@@ -223,6 +234,10 @@ class BundleWalk:
         entry: dict[str, Any],
         progress: Callable[[int], None] | None,
     ) -> None:
+        codec = _codec(entry)
+        if codec is not None:
+            self._decoded_file(reader, member, entry, codec, progress)
+            return
         digest = hashlib.sha256()
         sink = self.sinks(member, entry) if self.sinks else None
 
@@ -238,13 +253,78 @@ class BundleWalk:
         finally:
             if sink is not None:
                 sink.close()
-        actual = digest.hexdigest()
+        self._record(member, entry["sha256"], digest.hexdigest())
+
+    def _record(self, member: Member, expected: str, actual: str) -> None:
         self._digests[member.path] = actual
         self.report.files += 1
         self.report.bytes += member.size
-        if actual != entry["sha256"]:
-            self.report.mismatched.append(Mismatch(member.path, entry["sha256"], actual))
+        if actual != expected:
+            self.report.mismatched.append(Mismatch(member.path, expected, actual))
             self._fail(f"member {member.path!r} does not match its sha256 in the manifest")
+
+    def _decoded_member(self, member: Member) -> Member:
+        """Return the file that decoding ``member`` gives, after checking that
+        its path is safe and not used by another member."""
+        path = member.path[: -len(SUFFIX)]
+        try:
+            safe_relpath(f"top/{path}", "top")
+        except UnsafeMemberError as exc:
+            raise UnsafeMemberError(
+                f"member {member.path!r} decodes to the unsafe path {path!r}",
+                "do not restore this bundle",
+            ) from exc
+        decoded = Member(path, "file", member.size, None, member.mode)
+        if path in self._kinds:
+            raise UnsafeMemberError(f"duplicate member {path!r}", "do not restore this bundle")
+        self._check_tree(decoded)
+        # Not "file": a hard link may point only to a member as stored.
+        self._kinds[path] = "decoded"
+        return decoded
+
+    def _decoded_file(
+        self,
+        reader: BundleReader,
+        member: Member,
+        entry: dict[str, Any],
+        codec: ByteGroup,
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        """Check a member stored with a codec: its stored bytes against the
+        stored digest, and the decoded bytes, which the sink receives, against
+        the file's digest."""
+        decoded = self._decoded_member(member)
+        stored = hashlib.sha256()
+        digest = hashlib.sha256()
+        transform = Transform(codec, decode=True)
+        sink = self.sinks(decoded, entry) if self.sinks else None
+
+        def emit(piece: bytes | bytearray) -> None:
+            digest.update(piece)
+            if sink is not None:
+                sink.write(memoryview(piece))
+
+        def consume(view: memoryview) -> None:
+            stored.update(view)
+            for piece in transform.feed(view):
+                emit(piece)
+            if progress is not None:
+                progress(len(view))
+
+        try:
+            reader.tar.read_data(consume)
+            emit(transform.finish())
+        finally:
+            if sink is not None:
+                sink.close()
+        self._record(member, entry["stored"]["sha256"], stored.hexdigest())
+        self._check_decoded(member, decoded.path, entry["sha256"], digest.hexdigest())
+
+    def _check_decoded(self, member: Member, path: str, expected: str, actual: str) -> None:
+        self._decoded[member.path] = (path, actual)
+        if actual != expected:
+            self.report.mismatched.append(Mismatch(path, expected, actual))
+            self._fail(f"file {path!r} decoded from {member.path!r} does not match its sha256")
 
     def _link(self, member: Member, entry: dict[str, Any]) -> None:
         target = member.link or ""
@@ -253,12 +333,25 @@ class BundleWalk:
                 f"hard link {member.path!r} points to {target!r}, which is not an earlier file",
                 "do not restore this bundle",
             )
+        codec = _codec(entry)
+        if (codec is not None) != (target in self._decoded):
+            raise UnsafeMemberError(
+                f"hard link {member.path!r} and its target {target!r} are not both "
+                "stored with the codec",
+                "do not restore this bundle",
+            )
         actual = self._digests.get(target, "")
         self._digests[member.path] = actual
         self.report.files += 1
-        if actual != entry["sha256"]:
-            self.report.mismatched.append(Mismatch(member.path, entry["sha256"], actual))
+        expected = entry["stored"]["sha256"] if codec is not None else entry["sha256"]
+        if actual != expected:
+            self.report.mismatched.append(Mismatch(member.path, expected, actual))
             self._fail(f"member {member.path!r} does not match its sha256 in the manifest")
+        if codec is not None:
+            decoded = self._decoded_member(member)
+            target, decoded_digest = self._decoded[target]
+            self._check_decoded(member, decoded.path, entry["sha256"], decoded_digest)
+            member = Member(decoded.path, "link", 0, target, member.mode)
         if self.sinks is not None:
             sink = self.sinks(member, entry)
             if sink is not None:
@@ -323,6 +416,28 @@ def _sidecar_problem(sidecar: Path) -> str:
 
 def _is_sha256_hex(word: str) -> bool:
     return len(word) == 64 and all(c in "0123456789abcdef" for c in word)
+
+
+def _member_path(entry: dict[str, Any]) -> str:
+    """Return the name of the tar member that contains a manifest entry's file."""
+    stored = entry.get("stored")
+    if stored is None:
+        return str(entry["path"])
+    if not isinstance(stored, dict) or stored.get("path") != f"{entry['path']}{SUFFIX}":
+        raise BundleFormatError(
+            f"manifest entry {entry['path']!r} has an invalid stored form: "
+            f"its path must be the file's path plus {SUFFIX!r}"
+        )
+    sha = stored.get("sha256")
+    if not isinstance(sha, str) or len(sha) != 64:
+        raise BundleFormatError(f"manifest entry {entry['path']!r} has an invalid stored sha256")
+    ByteGroup.from_manifest(stored, entry["size"])
+    return str(stored["path"])
+
+
+def _codec(entry: dict[str, Any]) -> ByteGroup | None:
+    stored = entry.get("stored")
+    return None if stored is None else ByteGroup.from_manifest(stored, entry["size"])
 
 
 def verify(path: Path, progress: Callable[[int], None] | None = None) -> VerifyReport:

@@ -11,7 +11,6 @@ import click
 from ..console import make_console, print_json, render_manifest
 from ..ociref import is_reference
 from ..progress import Reporter
-from ..registry import fetch_remote
 from ..verify import read_manifest
 from .common import output_options
 from .remote import insecure_option
@@ -28,6 +27,10 @@ def inspect_command(
     registry reference only the small manifest blob is downloaded."""
     digest = None
     if is_reference(bundle):
+        # Imported here: the registry client takes longer to import than a
+        # local inspect takes to run.
+        from ..registry import fetch_remote
+
         remote = fetch_remote(bundle, insecure=kwargs["insecure"], reporter=reporter)
         manifest, digest = remote.manifest, remote.digest
     else:

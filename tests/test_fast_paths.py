@@ -1,0 +1,165 @@
+"""Shortcuts that make capture fast must give exactly what the general code gives:
+tar headers, manifest YAML, glob matching and the secret scan of the manifest."""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import random
+import tarfile
+from pathlib import PurePosixPath
+
+import pytest
+
+from goldmaster import manifest
+from goldmaster.archive import _ustar_header, tar_header
+from goldmaster.model import _candidates, matches
+from goldmaster.secrets import _scan_value, scan_value
+
+
+def _tarfile_header(name: str, size: int, mtime: int, mode: int, link: str) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.size = 0 if link else size
+    info.mtime = mtime
+    info.mode = mode
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    if link:
+        info.type = tarfile.LNKTYPE
+        info.linkname = link
+    return info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8", errors="strict")
+
+
+def test_tar_header_matches_tarfile() -> None:
+    rng = random.Random(0)
+    fast = 0
+    for _ in range(5000):
+        name = "".join(
+            rng.choice("ab/._-é") for _ in range(rng.choice([1, 9, 100, 101, 160]))
+        )
+        link = rng.choice(["", "top/x", "l" * 100, "l" * 101, "é"])
+        size = rng.choice([0, 1, 511, 8**11 - 1, 8**11, 10**13])
+        mtime = rng.choice([0, 1_700_000_000, 8**11 - 1, 8**11])
+        mode = rng.choice([0o644, 0o755, 0o100644])
+
+        header = tar_header(name, size, mtime, mode, link)
+
+        assert header == _tarfile_header(name, size, mtime, mode, link), (
+            name,
+            size,
+            link,
+        )
+        fast += _ustar_header(name, size, mtime, mode, link) is not None
+    assert fast > 200
+
+
+def _plain_entry(rng: random.Random, index: int) -> dict[str, object]:
+    digest = hashlib.sha256(str(index).encode()).hexdigest()
+    entry: dict[str, object] = {
+        "path": rng.choice(["code/", "weights/", "env/"])
+        + "".join(rng.choice("abcXYZ019_.-+/") for _ in range(rng.randint(1, 30))),
+        "size": rng.choice([0, 7, 10**12]),
+        # Digests of decimal digits only must be quoted, like the number they look like.
+        "sha256": rng.choice([digest, "1" * 64, "0" * 64]),
+    }
+    if rng.random() < 0.2:
+        entry["same_as"] = "weights/model.safetensors"
+    if rng.random() < 0.2:
+        entry["stored"] = {"path": f"{entry['path']}.bytegroup", "sha256": digest,
+                           "codec": "bytegroup", "offset": 8, "width": 2, "block": 16}  # fmt: skip
+    return entry
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_manifest_dump_matches_yaml_emitter(seed: int) -> None:
+    rng = random.Random(seed)
+    files = [_plain_entry(rng, i) for i in range(200)]
+    if seed % 4 == 0:
+        # Names that need quotes or escapes send the whole list to the emitter.
+        files.append({"path": rng.choice(["a b", "true", "x: y", "é", "-", "1.5"]),
+                      "size": 1, "sha256": "f" * 64})  # fmt: skip
+    data = {"schema": "goldmaster/v1", "files": files, "notes": "a\nb\n", "n": 3}
+
+    assert manifest.dump(data) == manifest._dump(data)
+
+
+def test_manifest_dump_without_files() -> None:
+    data = {"schema": "goldmaster/v1", "files": [], "name": "m"}
+
+    assert manifest.dump(data) == manifest._dump(data)
+    assert b"files: []\n" in manifest.dump(data)
+
+
+def test_glob_candidates_match_purepath() -> None:
+    rng = random.Random(0)
+    for _ in range(20000):
+        rel = "".join(
+            rng.choice(["a", "b", "/", ".", ".."]) for _ in range(rng.randint(0, 7))
+        )
+        path = PurePosixPath(rel)
+        expected = [rel, path.name, *(str(p) for p in path.parents if str(p) != ".")]
+
+        assert _candidates(rel) == expected, rel
+
+
+def _matches_by_fnmatch(rel: str, patterns: list[str]) -> bool:
+    path = PurePosixPath(rel)
+    candidates = [rel, path.name, *(str(p) for p in path.parents if str(p) != ".")]
+    return any(fnmatch.fnmatchcase(c, pat) for c in candidates for pat in patterns)
+
+
+def test_matches_agrees_with_fnmatch() -> None:
+    rng = random.Random(1)
+    globs = [
+        "*.pem",
+        ".env",
+        "secrets",
+        "a/*",
+        "[ab]/b",
+        "*/c?",
+        "**",
+        "b",
+        "?",
+        "*.py",
+    ]
+    hits = 0
+    for _ in range(5000):
+        rel = "/".join(
+            rng.choice(["a", "b", "c1", ".env", "k.pem", "x.py"]) for _ in range(3)
+        )
+        patterns = rng.sample(globs, rng.randint(0, 3))
+
+        result = matches(rel, patterns)
+
+        assert result is _matches_by_fnmatch(rel, patterns), (rel, patterns)
+        hits += result
+    assert 500 < hits < 4500
+
+
+def test_scan_value_finds_token_in_files_list() -> None:
+    token = "ghp_" + "A1b2" * 9
+    files = [
+        {"path": f"code/m{i}.py", "size": i, "sha256": "0" * 64} for i in range(3000)
+    ]
+    files[1234]["path"] = f"code/{token}.py"
+
+    found = scan_value({"files": files}, "manifest.yaml")
+
+    assert [f.where for f in found] == ["manifest.yaml: files[1234].path"]
+    assert found == _scan_value({"files": files}, "manifest.yaml", "")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "AKIAABCDEFGHIJKLMNOP",
+        "aws_secret_access_key = " + "a" * 40,
+        "https://user:pass@example.com/x",
+        "-----BEGIN RSA PRIVATE KEY-----",
+    ],
+)
+def test_scan_value_finds_token_at_string_edges(value: str) -> None:
+    data = {"a": value, "b": [value + "\n", "x", {"k": value}]}
+
+    assert scan_value(data, "m") == _scan_value(data, "m", "")
+    assert len(scan_value(data, "m")) == 3
