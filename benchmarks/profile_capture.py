@@ -30,7 +30,8 @@ from goldmaster import archive, capture, manifest
 PHASES: list[tuple[Any, str, str]] = [
     (capture, "scan_model", "scan the model folder"),
     (capture, "snapshot_code", "list the code files and read git state"),
-    (capture, "_early_sections", "system probes"),
+    (capture, "probe_system", "system probes, in a thread beside the two scans above"),
+    (capture, "_early_sections", "other probes"),
     (capture, "check_capture", "secret scan"),
     (capture, "_reserve_for", "size the manifest reserve"),
     (capture, "_write_entries", "read, hash and compress the members"),
@@ -61,7 +62,7 @@ def main() -> None:
     parser.add_argument("--code", type=Path, required=True)
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--codec", default="zstd")
-    parser.add_argument("--text-level", type=int, default=9)
+    parser.add_argument("--text-level", type=int, default=None)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 

@@ -323,8 +323,8 @@ def small_files_group(bench: Bench) -> None:
     commands = [
         Command("goldmaster capture", bench.capture(tiny, "code", code=code)),
         Command(
-            "goldmaster capture --text-level 3",
-            bench.capture(tiny, "code-l3", "--text-level", "3", code=code),
+            "goldmaster capture --text-level 9",
+            bench.capture(tiny, "code-l9", "--text-level", "9", code=code),
         ),
         Command(
             "tar -c | zstd -T0 -3",
@@ -335,7 +335,7 @@ def small_files_group(bench: Bench) -> None:
     bench.record("small files", commands, "20,000 files in a git repository, 66 MB")
     for label, path in [
         ("small files: goldmaster capture", bench.bundle("code")),
-        ("small files: goldmaster capture --text-level 3", bench.bundle("code-l3")),
+        ("small files: goldmaster capture --text-level 9", bench.bundle("code-l9")),
         ("small files: tar -c | zstd -T0 -3", bench.out / "code.tar.zst"),
     ]:
         bench.size_of(label, path)
@@ -408,7 +408,7 @@ def memory_series(bench: Bench, sizes: list[int]) -> None:
 def profile(bench: Bench, gib: int) -> None:
     print("phase timers", file=sys.stderr)
     model = bench.checkpoint(gib)
-    for label, extra in [("bf16", []), ("small files", ["--text-level", "9"])]:
+    for label, extra in [("bf16", []), ("small files", [])]:
         target = model if label == "bf16" else bench.data / "tiny-model"
         code = bench.empty_code if label == "bf16" else bench.data / "code"
         report = bench.out / f"phases-{label.replace(' ', '-')}.json"

@@ -42,12 +42,33 @@ def _error_lines(stderr: str) -> list[str]:
 
 
 def test_commands_registered() -> None:
-    assert sorted(cli.commands) == sorted(COMMANDS)
+    ctx = click.Context(cli)
+    assert sorted(cli.list_commands(ctx)) == sorted(COMMANDS)
+    for name in COMMANDS:
+        command = cli.get_command(ctx, name)
+        assert command is not None and command.name == name
+
+
+def test_light_commands_skip_the_engine_and_registry_clients() -> None:
+    # inspect and verify of a local bundle must start fast: they never need
+    # the Docker SDK, the registry client or the cryptography package.
+    code = (
+        "import sys, click; from goldmaster.app import cli; "
+        "ctx = click.Context(cli); "
+        "[cli.get_command(ctx, n) for n in ('inspect', 'verify')]; "
+        "heavy = [m for m in ('docker', 'oras', 'cryptography', 'requests') "
+        "if m in sys.modules]; print(heavy)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize("name", COMMANDS)
 def test_command_help_text(name: str, invoke: Invoke) -> None:
-    command = cli.commands[name]
+    command = cli.get_command(click.Context(cli), name)
+    assert command is not None
 
     result = invoke(name, "--help")
 

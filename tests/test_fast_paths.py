@@ -1,5 +1,6 @@
 """Shortcuts that make capture fast must give exactly what the general code gives:
-tar headers, manifest YAML, glob matching and the secret scan of the manifest."""
+tar headers, manifest YAML, glob matching and the secret scan of the manifest;
+and the default text level follows the amount of text."""
 
 from __future__ import annotations
 
@@ -10,11 +11,20 @@ import tarfile
 from pathlib import PurePosixPath
 
 import pytest
+import yaml
 
 from goldmaster import manifest
 from goldmaster.archive import _ustar_header, tar_header
+from goldmaster.capture import (
+    TEXT_BYTES_HARD,
+    TEXT_LEVEL_HARD,
+    TEXT_LEVEL_LARGE,
+    _Entry,
+    text_level_for,
+)
+from goldmaster.errors import SecretFoundError
 from goldmaster.model import _candidates, matches
-from goldmaster.secrets import _scan_value, scan_value
+from goldmaster.secrets import _scan_value, check_capture, scan_value
 
 
 def _tarfile_header(name: str, size: int, mtime: int, mode: int, link: str) -> bytes:
@@ -163,3 +173,56 @@ def test_scan_value_finds_token_at_string_edges(value: str) -> None:
 
     assert scan_value(data, "m") == _scan_value(data, "m", "")
     assert len(scan_value(data, "m")) == 3
+
+
+def test_plain_shortcut_agrees_with_the_yaml_resolver() -> None:
+    # manifest._plain skips the resolver for names with a slash and for hex
+    # digests; YAML must read back every such value as a string.
+    rng = random.Random(2)
+    resolver = yaml.resolver.Resolver()
+    values = ["0b101", "0x1f", "1e5", "deadbeef", "12:30", "2024-01-01", "a/1.5"]
+    values += [hashlib.sha256(str(i).encode()).hexdigest() for i in range(500)]
+    values += [
+        "".join(
+            rng.choice("0123456789abcdefbx/._-+:eE") for _ in range(rng.randint(1, 8))
+        )
+        for _ in range(20000)
+    ]
+    for value in values:
+        slow = (
+            manifest._PLAIN.fullmatch(value) is not None
+            and resolver.resolve(yaml.ScalarNode, value, (True, False))
+            == manifest._STR_TAG
+        )
+        assert manifest._plain(value) is slow, value
+
+
+def test_text_level_grows_cheaper_with_the_amount_of_text() -> None:
+    small = [
+        _Entry("code/a.py", size=TEXT_BYTES_HARD),
+        _Entry("weights/w.bin", size=1 << 40),
+    ]
+    large = [_Entry("code/a.py", size=TEXT_BYTES_HARD), _Entry("code/b.py", size=1)]
+    linked = [*small, _Entry("code/c.py", link="code/a.py", size=TEXT_BYTES_HARD)]
+
+    assert text_level_for(small) == TEXT_LEVEL_HARD
+    assert text_level_for(large) == TEXT_LEVEL_LARGE
+    assert text_level_for(linked) == TEXT_LEVEL_HARD
+
+
+def test_secret_scan_of_the_files_list_reads_names_only() -> None:
+    token = "ghp_" + "A1b2" * 9
+    files = [
+        {"path": "code/a.py", "size": 1, "sha256": "0" * 64},
+        {
+            "path": "code/b.py",
+            "size": 1,
+            "sha256": "0" * 64,
+            "same_as": f"code/{token}",
+        },
+    ]
+
+    with pytest.raises(SecretFoundError, match=r"files\[1\]\.same_as"):
+        check_capture({"files": files}, [])
+    files[1]["same_as"] = "code/a.py"
+    check_capture({"files": files}, [])

@@ -340,8 +340,10 @@ class BundleWriter:
     def _check_unchanged(
         fd: int, source: Path, before: os.stat_result, at_end: bool = False
     ) -> None:
-        """Fail when ``source`` changed since ``before``. ``at_end`` means that the
-        read already reached the end of the file, so the file did not grow."""
+        """Fail when ``source`` changed since ``before``. ``at_end`` skips the
+        read past the old end of the file: the caller's read already looked
+        there, or the file is small enough that a write to it changes its
+        size or mtime before this fstat."""
         after = os.fstat(fd)
         grew = not at_end and os.pread(fd, 1, before.st_size) != b""
         if grew or after.st_size != before.st_size or after.st_mtime_ns != before.st_mtime_ns:
@@ -382,14 +384,17 @@ def _read_small(fd: int, source: Path, size: int) -> bytes:
     parts: list[bytes] = []
     count = 0
     while True:
+        wanted = size + 1 - count
         try:
-            data = os.read(fd, size + 1 - count)
+            data = os.read(fd, wanted)
         except OSError as exc:
             raise InputError(f"read error in {source}: {exc.strerror}") from exc
-        if not data:
-            break
         parts.append(data)
         count += len(data)
+        # Reading exactly ``size`` bytes ends the loop without a second read
+        # per file: the fstat after it catches a file that grew.
+        if not data or count == size:
+            break
         if count > size:
             raise SourceChangedError(
                 f"{source} changed while it was read",

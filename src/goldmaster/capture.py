@@ -6,12 +6,14 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import threading
 import time
 import unicodedata
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -52,6 +54,11 @@ FREE_SPACE_MARGIN = 64 << 20
 # text level.
 GROUPS = ["code", "git", "env", "system", "checks", "weights", "image"]
 BULK_PREFIXES = ("weights/", "image/", "env/wheels/")
+# Default levels for code and text: hard up to this many bytes of it, and
+# level 3 above (see text_level_for).
+TEXT_BYTES_HARD = 16 << 20
+TEXT_LEVEL_HARD = 9
+TEXT_LEVEL_LARGE = 3
 
 
 @dataclass
@@ -70,7 +77,7 @@ class CaptureOptions:
     excludes: list[str] = field(default_factory=list)
     includes: list[str] = field(default_factory=list)
     level: int = 1
-    text_level: int = 9
+    text_level: int | None = None  # None: chosen by the size of the text
     # "zstd", or "bytegroup" to group the bytes of float tensors in safetensors
     # weights before compressing them (see goldmaster.codec).
     codec: str = "zstd"
@@ -136,14 +143,15 @@ class _Entry:
 
 
 def _early_sections(
-    options: CaptureOptions, data: dict[str, Any], workdir: Path
+    options: CaptureOptions, data: dict[str, Any], workdir: Path, system: Section
 ) -> list[Section]:
-    """Run the probes whose results are known before the body is written.
+    """Run the probes whose results are known before the body is written,
+    after the ``system`` section that the caller probed.
 
     ``workdir`` keeps files that probes make, such as vendored wheels, until
     the bundle is written.
     """
-    sections = [probe_system(options.python)]
+    sections = [system]
     if options.env:
         sections.append(
             capture_environment(
@@ -257,12 +265,17 @@ def _remove_empty_folders(folder: Path, top: Path) -> None:
 def _capture_with(options: CaptureOptions, reporter: Reporter, workdir: Path) -> CaptureResult:
     created = source_date_epoch()
 
-    reporter.step("scanning the model")
-    model = scan_model(options.model, options.excludes)
-    code_folder = options.code if options.code is not None else Path.cwd()
-    reporter.step("reading the code and its git state")
-    skip = [options.model, options.output]
-    code = snapshot_code(code_folder, options.excludes, options.includes, skip)
+    # The system probes wait on child processes most of the time, so they
+    # run while this thread walks the model and the code.
+    with ThreadPoolExecutor(1, thread_name_prefix="system-probe") as pool:
+        system = pool.submit(probe_system, options.python)
+        reporter.step("scanning the model")
+        model = scan_model(options.model, options.excludes)
+        code_folder = options.code if options.code is not None else Path.cwd()
+        reporter.step("reading the code and its git state")
+        skip = [options.model, options.output]
+        code = snapshot_code(code_folder, options.excludes, options.includes, skip)
+        system_section = system.result()
 
     name = _bundle_name(options)
     version = manifest.check_name(
@@ -276,10 +289,12 @@ def _capture_with(options: CaptureOptions, reporter: Reporter, workdir: Path) ->
     entries = _entries(model.files, model.links, code.files, code.extra)
     if options.env:
         reporter.step("capturing the Python environment")
-    for section in _early_sections(options, data, workdir):
+    for section in _early_sections(options, data, workdir, system_section):
         _add_section(data, entries, notices, section)
     _check_member_names(entries)
     check_capture(data, entries)
+    if options.text_level is None:
+        options = replace(options, text_level=text_level_for(entries))
     if options.codec == codec_mod.NAME:
         _choose_codecs(entries, options)
 
@@ -329,7 +344,7 @@ def _check_options(options: CaptureOptions) -> Path | None:
     topmost folder that was created, or None when the output folder existed."""
     if not 1 <= options.level <= 22:
         raise UsageError(f"invalid --level {options.level}", "use a zstd level from 1 to 22")
-    if not 1 <= options.text_level <= 22:
+    if options.text_level is not None and not 1 <= options.text_level <= 22:
         raise UsageError(f"invalid text level {options.text_level}", "use a zstd level from 1 to 22")
     if options.threads < 0:
         raise UsageError(f"invalid --threads {options.threads}", "use 0 for all cores, or a count")
@@ -496,11 +511,18 @@ def _choose_codecs(entries: list[_Entry], options: CaptureOptions) -> None:
         entry.codec = codec_mod.plan(entry.source, entry.size, _level(entry.arcname, options))
 
 
+# Names that need no closer look: printable ASCII without backslashes, and
+# no empty, "." or ".." component.
+_PLAIN_NAME = re.compile(r"(?!.*(?:^|/)\.{0,2}(?:/|$))[\x20-\x5b\x5d-\x7e]+")
+
+
 def _check_member_names(entries: list[_Entry]) -> None:
     """Reject, before anything is written, file names that SHA256SUMS cannot
     hold or that verify and restore would reject as unsafe."""
     hint = "rename the file or leave it out with --exclude"
     for entry in entries:
+        if _PLAIN_NAME.fullmatch(entry.arcname):
+            continue
         try:
             entry.arcname.encode("utf-8")
         except UnicodeEncodeError:
@@ -521,8 +543,28 @@ def _order(arcname: str) -> tuple[int, str]:
     return rank, arcname
 
 
+def text_level_for(entries: list[_Entry]) -> int:
+    """Choose the zstd level for code and text from how much of it there is.
+
+    Up to TEXT_BYTES_HARD bytes, code and text compress at TEXT_LEVEL_HARD.
+    Above that, levels past 3 cost several times the time of level 3 for a
+    few percent of size, so a large tree compresses at level 3, as
+    ``zstd -3`` would. The choice depends on the input alone, so the same
+    input still gives the same bundle.
+    """
+    text = sum(
+        e.size
+        for e in entries
+        if e.link is None and not e.arcname.startswith(BULK_PREFIXES)
+    )
+    return TEXT_LEVEL_HARD if text <= TEXT_BYTES_HARD else TEXT_LEVEL_LARGE
+
+
 def _level(arcname: str, options: CaptureOptions) -> int:
-    return options.level if arcname.startswith(BULK_PREFIXES) else options.text_level
+    if arcname.startswith(BULK_PREFIXES):
+        return options.level
+    assert options.text_level is not None
+    return options.text_level
 
 
 def _check_target(final: Path, force: bool) -> None:
@@ -659,7 +701,9 @@ def _write_members(
     )
     frame = None
     try:
-        writer.close([("README.txt", readme), ("SHA256SUMS", sums)], text, options.text_level)
+        writer.close(
+            [("README.txt", readme), ("SHA256SUMS", sums)], text, _level("README.txt", options)
+        )
     except _HeadTooLarge as exc:
         frame = exc.frame
     return _Body(writer.files, final, frame)

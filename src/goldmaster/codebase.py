@@ -146,31 +146,34 @@ def _select(
     left_out: list[str] = []
     links: list[str] = []
     skipped = [p.resolve() for p in skip]
-    folders: dict[str, Path] = {}  # relative folder -> the folder it resolves to
+    folders: dict[str, str] = {}  # relative folder -> the folder it resolves to
+    top = str(root).rstrip("/") + "/"
     for rel in candidates:
-        path = root / rel
         if matches(rel, excludes) or matches(rel, UNTRACKED_NOISE[:2]):
             continue
         if matches(rel, SECRET_PATTERNS) and not matches(rel, includes):
             left_out.append(rel)
             continue
+        # Paths are strings here: a Path per file costs more than the lstat.
         try:
-            st = path.lstat()
+            st = os.lstat(top + rel)
         except FileNotFoundError:
             continue  # tracked but deleted in the work tree; the diff records it
         if stat.S_ISLNK(st.st_mode):
-            if not any(_inside(path.resolve(), other) for other in skipped):
+            if not any(_inside(Path(top + rel).resolve(), other) for other in skipped):
                 links.append(rel)
             continue
         # A file that is not a link resolves to its resolved folder plus its
         # name, so each folder is resolved once, not each file.
-        real = _resolved_folder(root, rel, folders) / path.name
+        real = _resolved_folder(root, rel, folders) + "/" + rel.rpartition("/")[2]
         if any(_inside(real, other) for other in skipped):
             continue
         if not stat.S_ISREG(st.st_mode):
             continue
         snapshot.files.append(
-            SourceFile(f"code/{rel}", path, st.st_size, (st.st_dev, st.st_ino))
+            SourceFile(
+                f"code/{rel}", Path(top + rel), st.st_size, (st.st_dev, st.st_ino)
+            )
         )
     snapshot.info["files"] = len(snapshot.files)
     snapshot.info["bytes"] = sum(f.size for f in snapshot.files)
@@ -185,14 +188,14 @@ def _select(
     return snapshot
 
 
-def _resolved_folder(root: Path, rel: str, cache: dict[str, Path]) -> Path:
+def _resolved_folder(root: Path, rel: str, cache: dict[str, str]) -> str:
     folder = rel.rpartition("/")[0]
     if folder not in cache:
-        cache[folder] = (root / folder).resolve()
+        cache[folder] = str((root / folder).resolve()).rstrip("/")
     return cache[folder]
 
 
-def _inside(path: Path, other: Path) -> bool:
+def _inside(path: Path | str, other: Path) -> bool:
     """Tell whether the resolved ``path`` is ``other`` or lies under it."""
     inner, outer = str(path), str(other)
     return inner == outer or inner.startswith(outer.rstrip("/") + "/")

@@ -7,6 +7,7 @@ that output to disk in a third, while the bundle is still being compressed.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import queue
 import threading
@@ -52,6 +53,34 @@ class _Frames:
             self._level = None
 
 
+def _start_writeback() -> Callable[[int], None]:
+    """Return a function that asks the kernel to start writing a file's dirty
+    pages to disk without waiting for them.
+
+    That is Linux's sync_file_range with SYNC_FILE_RANGE_WRITE. Unlike
+    fdatasync it neither waits for the disk nor commits the file system's
+    journal, so it does not slow the compression. A write error still
+    reaches the final fsync. Where the call is missing, fdatasync is used.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        call = libc.sync_file_range
+    except (AttributeError, OSError):
+        return os.fdatasync
+    call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    call.restype = ctypes.c_int
+
+    def start(fd: int) -> None:
+        if call(fd, 0, 0, _SYNC_FILE_RANGE_WRITE) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code))
+
+    return start
+
+
+_SYNC_FILE_RANGE_WRITE = 2
+
+
 class _Flusher:
     """Starts writing the bundle to disk while it is still being compressed.
 
@@ -59,6 +88,8 @@ class _Flusher:
     final fsync, which then waits for all of it; with it the disk writes
     overlap with compression and the final fsync waits for the tail only.
     """
+
+    _writeback: Callable[[int], None] | None = None
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
@@ -80,7 +111,9 @@ class _Flusher:
             if self._stopping:
                 return
             try:
-                os.fdatasync(self._fd)
+                if _Flusher._writeback is None:
+                    _Flusher._writeback = _start_writeback()
+                _Flusher._writeback(self._fd)
             except OSError as exc:
                 # Linux reports a write-back error to one fsync only, so this
                 # one must reach the caller: close() raises it.

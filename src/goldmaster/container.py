@@ -19,11 +19,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
-
-import docker
-import requests
-from docker.utils.json_stream import json_stream
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from goldmaster.dockerfile import (
     VENV_PYTHON,
@@ -32,8 +28,23 @@ from goldmaster.dockerfile import (
     render_dockerfile,
 )
 from goldmaster.errors import EngineError
+from goldmaster.lazy import LazyModule
 from goldmaster.ociref import is_loopback, parse_reference
 from goldmaster.parts import Part
+
+if TYPE_CHECKING:
+    import docker
+    import requests
+else:
+    # Imported on first use: capture and restore without an image never
+    # reach the engine.
+    docker = LazyModule("docker")
+    requests = LazyModule("requests")
+
+
+def json_stream(chunks: Iterator[bytes]) -> Iterator[Any]:
+    """Decode the JSON messages of an engine's streamed response."""
+    return docker.utils.json_stream.json_stream(chunks)  # type: ignore[no-any-return]
 
 __all__ = [
     "ImageBuildError",

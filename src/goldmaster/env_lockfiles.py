@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
+import re
 import subprocess
 from pathlib import Path, PurePath
 from typing import Any
@@ -35,14 +36,20 @@ _PATTERNS = ("*requirements*.txt", "*requirements*.in", "*constraints*.txt")
 _SKIPPED_DIRS = {"node_modules", "__pycache__", "site-packages"}
 
 
+_PATTERN = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in _PATTERNS))
+
+
 def is_lockfile(path: PurePath) -> bool:
     """Tell whether a file name is a dependency or lock file, by name only."""
-    name = path.name
-    if name in _EXACT_NAMES:
+    return is_lockfile_name(path.name, path.parent.name)
+
+
+def is_lockfile_name(name: str, folder: str) -> bool:
+    """Tell whether a file ``name`` in a folder named ``folder`` is a
+    dependency or lock file."""
+    if name in _EXACT_NAMES or _PATTERN.match(name):
         return True
-    if any(fnmatch.fnmatch(name, pattern) for pattern in _PATTERNS):
-        return True
-    return path.parent.name == "requirements" and path.suffix in (".txt", ".in")
+    return folder == "requirements" and os.path.splitext(name)[1] in (".txt", ".in")
 
 
 def _skip_dir(path: Path) -> bool:

@@ -76,11 +76,21 @@ _STR_TAG = "tag:yaml.org,2002:str"
 _SIMPLE_KEYS = (("path", "size", "sha256"), ("path", "size", "sha256", "same_as"))
 
 
+# Plain strings that YAML reads back as strings without asking the resolver:
+# a "/" appears in no int, float, bool, null or timestamp, and a run of hex
+# digits with a letter, no dot and no 0b in front (a binary int) is neither
+# a number nor a date.
+_SURELY_STR = re.compile(r"[^/]*/.*|(?!0b)[0-9a-f]*[a-f][0-9a-f]*")
+
+
 def _plain(value: Any) -> bool:
     return (
         type(value) is str
         and _PLAIN.fullmatch(value) is not None
-        and _RESOLVER.resolve(yaml.ScalarNode, value, (True, False)) == _STR_TAG
+        and (
+            _SURELY_STR.fullmatch(value) is not None
+            or _RESOLVER.resolve(yaml.ScalarNode, value, (True, False)) == _STR_TAG
+        )
     )
 
 

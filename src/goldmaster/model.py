@@ -72,19 +72,44 @@ def matches(rel: str, patterns: list[str]) -> bool:
     if not patterns:
         return False
     pattern = _glob_union(tuple(patterns))
-    return any(pattern.match(c) for c in _candidates(rel))
+    if _irregular(rel):
+        return any(pattern.match(c) for c in _candidates(rel))
+    folder, _, name = rel.rpartition("/")
+    if pattern.match(rel) or (folder and pattern.match(name)):
+        return True
+    # Thousands of files share a few folders, so each folder is matched once.
+    return bool(folder) and _folder_matches(folder, pattern)
+
+
+@functools.lru_cache(maxsize=4096)
+def _folder_matches(folder: str, pattern: re.Pattern[str]) -> bool:
+    """Tell whether ``folder`` or a folder above it, as a path from the top,
+    matches."""
+    parts = folder.split("/")
+    return any(pattern.match("/".join(parts[:i])) for i in range(len(parts), 0, -1))
+
+
+def _irregular(rel: str) -> bool:
+    return (
+        rel in ("", ".")
+        or rel.startswith(("/", "./"))
+        or rel.endswith(("/", "/."))
+        or ("//" in rel or "/./" in rel)
+    )
 
 
 def _candidates(rel: str) -> list[str]:
     """Return ``rel``, its name and each of its folders, as PurePosixPath
     names them; plain string splitting gives the same for normalised paths."""
-    if rel in ("", ".") or rel.startswith(("/", "./")) or rel.endswith(("/", "/.")) or (
-        "//" in rel or "/./" in rel
-    ):
+    if _irregular(rel):
         path = PurePosixPath(rel)
         return [rel, path.name, *(str(p) for p in path.parents if str(p) != ".")]
     parts = rel.split("/")
-    return [rel, parts[-1], *("/".join(parts[:i]) for i in range(len(parts) - 1, 0, -1))]
+    return [
+        rel,
+        parts[-1],
+        *("/".join(parts[:i]) for i in range(len(parts) - 1, 0, -1)),
+    ]
 
 
 @functools.lru_cache(maxsize=256)
@@ -97,7 +122,9 @@ def scan_model(model: Path, excludes: list[str], prefix: str = "weights") -> Mod
     """Walk a model file or folder. Symbolic links are followed to their content,
     and a second path to the same file becomes a link to the first."""
     if not os.path.lexists(model):
-        raise InputError(f"model path not found: {model}", "pass a model file or folder")
+        raise InputError(
+            f"model path not found: {model}", "pass a model file or folder"
+        )
     if model.is_file():
         entries = [(model.name, model)]
     elif model.is_dir():
@@ -105,7 +132,9 @@ def scan_model(model: Path, excludes: list[str], prefix: str = "weights") -> Mod
     else:
         raise InputError(f"model path is neither a file nor a folder: {model}")
     if not entries:
-        raise InputError(f"no files in model folder {model}", "check the path and --exclude")
+        raise InputError(
+            f"no files in model folder {model}", "check the path and --exclude"
+        )
 
     scan = ModelScan(files=[])
     seen: dict[tuple[int, int], str] = {}

@@ -12,10 +12,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Protocol
 
-from .env_lockfiles import is_lockfile
+from .env_lockfiles import is_lockfile_name
 from .errors import SecretFoundError
 from .model import matches
 
@@ -227,7 +227,8 @@ def should_scan(arcname: str) -> bool:
         return False
     if arcname.startswith(SCANNED_FOLDERS) or matches(arcname, LOCKFILES):
         return True
-    return is_lockfile(PurePosixPath(arcname))
+    parts = arcname.rsplit("/", 2)
+    return is_lockfile_name(parts[-1], parts[-2] if len(parts) > 1 else "")
 
 
 def scan_members(members: Iterable[ScannedMember]) -> list[Finding]:
@@ -258,7 +259,7 @@ def check_capture(manifest: dict[str, Any], members: Iterable[ScannedMember]) ->
     """Raise SecretFoundError when the manifest or the members contain a token."""
     # NOTE: there is no option to accept a finding. A false positive can only
     # be cleared by changing or excluding its source.
-    found = scan_value(manifest, "manifest.yaml") + scan_members(members)
+    found = scan_value(_user_strings(manifest), "manifest.yaml") + scan_members(members)
     if not found:
         return
     places = "; ".join(f.describe() for f in found[:3])
@@ -268,3 +269,19 @@ def check_capture(manifest: dict[str, Any], members: Iterable[ScannedMember]) ->
         "remove it from the option, file or environment it came from, or leave the "
         "file out with --exclude, then capture again",
     )
+
+
+def _user_strings(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Return the manifest with each entry of its files list cut down to the
+    names in it: the sizes, digests and codec settings are goldmaster's own,
+    and a large tree has tens of thousands of them."""
+    files = manifest.get("files")
+    if not isinstance(files, list):
+        return manifest
+    names = [
+        {k: v for k, v in entry.items() if k in ("path", "same_as")}
+        if isinstance(entry, dict)
+        else entry
+        for entry in files
+    ]
+    return dict(manifest, files=names)

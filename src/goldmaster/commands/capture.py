@@ -13,7 +13,6 @@ from ..capture import CaptureOptions, capture
 from ..checks import DEFAULT_TIMEOUT
 from ..console import human_bytes, print_json
 from ..progress import Reporter
-from ..signing import load_signer, sign_capture
 from .common import output_options
 
 
@@ -60,7 +59,7 @@ def _param_value(raw: str) -> Any:
 @click.option("--exclude", "excludes", multiple=True, metavar="GLOB", help="Leave out matching model and code files; repeatable.")
 @click.option("--include", "includes", multiple=True, metavar="GLOB", help="Keep credential-like code files that match; repeatable.")
 @click.option("--level", type=int, default=1, show_default=True, help="zstd level for weights, wheels and images (1-22); higher levels barely shrink weights.")
-@click.option("--text-level", type=int, default=9, show_default=True, help="zstd level for code and text (1-22).")
+@click.option("--text-level", type=int, default=None, help="zstd level for code and text (1-22); default 9, or 3 above 16 MiB of code and text.")
 @click.option("--threads", type=int, default=0, show_default=True, help="Compression threads; 0 uses every core.")
 @click.option("--codec", type=click.Choice(["zstd", "bytegroup"]), default="zstd", show_default=True, help="How to store safetensors weights: zstd alone, readable with tar and zstd, or bytegroup, which groups the bytes of each float value first (bf16, fp16, fp32 shrink about 10% more) and is undone by restore or by the python3 command in README.txt.")
 @click.option("--force", is_flag=True, help="Replace a bundle of the same name and version.")
@@ -122,7 +121,12 @@ def capture_command(
         check_atol=kwargs["check_atol"],
         check_timeout=kwargs["check_timeout"],
     )
-    signer = load_signer(kwargs["sign_key"]) if kwargs["sign_key"] else None
+    signer = None
+    if kwargs["sign_key"]:
+        # Imported only to sign: the cryptography package is slow to import.
+        from ..signing import load_signer, sign_capture
+
+        signer = load_signer(kwargs["sign_key"])
     result = capture(options, reporter)
     signed = None
     if signer is not None:

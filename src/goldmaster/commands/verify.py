@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -12,11 +12,12 @@ from ..console import human_bytes, plural, print_json
 from ..errors import EXIT_FAILED
 from ..ociref import is_reference
 from ..progress import Reporter
-from ..registry import verify_remote
-from ..signing import SignatureCheck, check_signature, load_verifier
 from ..verify import read_manifest, verify
 from .common import output_options
 from .remote import insecure_option
+
+if TYPE_CHECKING:
+    from ..signing import SignatureCheck
 
 
 @click.command()
@@ -35,11 +36,19 @@ def verify_command(bundle: str, as_json: bool, reporter: Reporter, **kwargs: Any
     match, or the .sha256 file exists but is unreadable or contains no sha256. Exit status 2 for an unsafe member (a path
     outside the bundle, a link, a device) or unreadable input (not zstd,
     truncated, a corrupt stream, not a bundle)."""
-    verifier = load_verifier(kwargs["key_path"]) if kwargs["key_path"] else None
+    # The registry client and the cryptography package are imported only
+    # when needed: importing them takes longer than reading a manifest.
+    verifier = None
+    if kwargs["key_path"]:
+        from ..signing import load_verifier
+
+        verifier = load_verifier(kwargs["key_path"])
     signature = None
     if is_reference(bundle):
         if verifier is not None:
             raise click.UsageError("--key works on a local bundle; pull it first")
+        from ..registry import verify_remote
+
         report = verify_remote(bundle, insecure=kwargs["insecure"], reporter=reporter)
     else:
         path = Path(bundle)
@@ -51,6 +60,8 @@ def verify_command(bundle: str, as_json: bool, reporter: Reporter, **kwargs: Any
         finally:
             reporter.finish()
         if verifier is not None:
+            from ..signing import check_signature
+
             signature = check_signature(path, report, verifier, kwargs["signature"])
     if as_json:
         extra = {"signature": signature.to_json()} if signature else {}
