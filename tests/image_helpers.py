@@ -5,6 +5,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.server
+import os
+import subprocess
+import sys
 import threading
 import zipfile
 from collections.abc import Iterator
@@ -125,3 +128,33 @@ def basic_auth_index(
 
 
 TINY_MODEL_SOURCE = "def predict(x):\n    return [round(v * 0.5, 3) for v in x]\n"
+
+
+def isolated_pip_environ() -> dict[str, str]:
+    """Return os.environ with no pip configuration of this machine in it."""
+    environ = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("PIP_", "UV_"))
+        and key not in ("VIRTUAL_ENV", "CONDA_PREFIX", "PYTHONPATH")
+    }
+    environ["PIP_CONFIG_FILE"] = os.devnull
+    return environ
+
+
+def tiny_model_venv(root: Path) -> Path:
+    """Make a virtual environment without pip that has ``tinymodel`` installed,
+    and return its interpreter."""
+    wheel = make_wheel(root / "dist", "tinymodel", "1.0", TINY_MODEL_SOURCE)
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(root / "venv")], check=True
+    )
+    python = root / "venv" / "bin" / "python"
+    install = [sys.executable, "-m", "pip", "--python", str(python), "install"]
+    subprocess.run(
+        [*install, "--no-index", "--no-deps", str(wheel)],
+        env=isolated_pip_environ(),
+        check=True,
+        capture_output=True,
+    )
+    return python

@@ -47,6 +47,7 @@ def json_stream(chunks: Iterator[bytes]) -> Iterator[Any]:
     return docker.utils.json_stream.json_stream(chunks)  # type: ignore[no-any-return]
 
 __all__ = [
+    "HistoryStep",
     "ImageBuildError",
     "ImageInfo",
     "archive_image_id",
@@ -56,8 +57,10 @@ __all__ = [
     "context_tar_stream",
     "docker_host",
     "docker_run_command",
+    "engine_address",
     "engine_info",
     "image_exists",
+    "image_history",
     "image_info",
     "load_image",
     "pull_image",
@@ -81,6 +84,11 @@ _STEP_LINE = re.compile(r"^(STEP \d+/\d+: |Step \d+/\d+ : )")
 _ENGINE_HINT = (
     "start Docker or Podman's API service (podman system service), "
     "set DOCKER_HOST to its socket, or run the command without --image"
+)
+_ENGINE_LOST_HINT = (
+    "check that the engine is still running and restart it if it stopped "
+    "(Docker's daemon, or podman system service), then run the command again, "
+    "or run it without --image"
 )
 
 
@@ -107,6 +115,8 @@ class ImageInfo:
     size: int
     repo_digests: tuple[str, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    """The image config's ``Config`` object: Env, Labels, Cmd, Entrypoint and more."""
 
     @property
     def digest(self) -> str | None:
@@ -115,6 +125,16 @@ class ImageInfo:
             if "@" in repo_digest:
                 return repo_digest.split("@", 1)[1]
         return None
+
+
+@dataclass(frozen=True)
+class HistoryStep:
+    """One entry of an image's history, as ``docker history`` shows it."""
+
+    created_by: str
+    """The instruction or command that made the entry, such as ``/bin/sh -c
+    #(nop) ENV A=1`` as Podman 4.3 records an ENV instruction."""
+    comment: str
 
 
 # --- engine ---------------------------------------------------------------------
@@ -147,12 +167,23 @@ def connect(host: str | None = None, timeout: float | None = 60) -> docker.Docke
     return client
 
 
+def engine_address(client: docker.DockerClient) -> str:
+    """Return the address of the engine that ``client`` connects to, as DOCKER_HOST
+    would name it."""
+    # The SDK keeps a Unix socket's path only on its connection adapter.
+    adapter = getattr(client.api, "_custom_adapter", None)
+    socket_path = getattr(adapter, "socket_path", None)
+    if isinstance(socket_path, str) and socket_path:
+        return f"unix://{socket_path}"
+    return str(client.api.base_url)
+
+
 def engine_info(client: docker.DockerClient | None = None) -> dict[str, Any]:
     """Describe the engine for the manifest: name, version, API version, platform."""
     client = client or connect()
     try:
         version = client.version()
-    except docker.errors.DockerException as exc:
+    except (docker.errors.DockerException, requests.RequestException) as exc:
         raise EngineError(f"reading the engine version failed: {_reason(exc)}") from exc
     return {
         "name": _engine_name(version),
@@ -406,7 +437,13 @@ def _run_build(
             )
         return _follow_build_output(response, params["t"])
     except requests.RequestException as exc:
-        raise EngineError(f"image build request failed: {_reason(exc)}") from exc
+        # The engine stopped, or closed the connection, while it received
+        # the context or streamed the build output.
+        raise EngineError(
+            f"image build failed: lost the connection to the container engine at "
+            f"{engine_address(client)} ({_reason(exc)})",
+            hint=_ENGINE_LOST_HINT,
+        ) from exc
 
 
 def _follow_build_output(response: requests.Response, tags: list[str]) -> str:
@@ -466,7 +503,7 @@ def image_info(image: str, *, client: docker.DockerClient | None = None) -> Imag
         attrs = client.api.inspect_image(image)
     except docker.errors.NotFound as exc:
         raise EngineError(f"image {image} not found in the engine") from exc
-    except docker.errors.DockerException as exc:
+    except (docker.errors.DockerException, requests.RequestException) as exc:
         raise EngineError(f"inspecting image {image} failed: {_reason(exc)}") from exc
     config = attrs.get("Config") or {}
     return ImageInfo(
@@ -475,7 +512,34 @@ def image_info(image: str, *, client: docker.DockerClient | None = None) -> Imag
         size=int(attrs.get("Size") or 0),
         repo_digests=tuple(sorted(attrs.get("RepoDigests") or ())),
         labels=dict(config.get("Labels") or {}),
+        config=dict(config),
     )
+
+
+def image_history(
+    image: str, *, client: docker.DockerClient | None = None
+) -> list[HistoryStep]:
+    """Return the entries of an image's history, oldest first.
+
+    The engine lists them newest first, as ``docker history`` prints them.
+    Raises EngineError when the image is missing.
+    """
+    client = client or connect()
+    try:
+        entries = client.api.history(image)
+    except docker.errors.NotFound as exc:
+        raise EngineError(f"image {image} not found in the engine") from exc
+    except (docker.errors.DockerException, requests.RequestException) as exc:
+        raise EngineError(
+            f"reading the history of image {image} failed: {_reason(exc)}"
+        ) from exc
+    return [
+        HistoryStep(
+            created_by=str(entry.get("CreatedBy") or ""),
+            comment=str(entry.get("Comment") or ""),
+        )
+        for entry in reversed(entries or [])
+    ]
 
 
 def image_exists(image: str, *, client: docker.DockerClient | None = None) -> bool:
@@ -511,7 +575,7 @@ def remove_image(
         client.api.remove_image(image, force=force)
     except docker.errors.NotFound:
         return
-    except docker.errors.DockerException as exc:
+    except (docker.errors.DockerException, requests.RequestException) as exc:
         raise EngineError(f"removing image {image} failed: {_reason(exc)}") from exc
 
 
@@ -528,7 +592,7 @@ def remove_untagged_images(
     first = next(iter(sorted(labels.items())))
     try:
         images = client.api.images(filters={"label": f"{first[0]}={first[1]}"})
-    except docker.errors.DockerException as exc:
+    except (docker.errors.DockerException, requests.RequestException) as exc:
         raise EngineError(f"listing images failed: {_reason(exc)}") from exc
 
     removed = 0
@@ -542,6 +606,10 @@ def remove_untagged_images(
         except docker.errors.APIError:
             # In use by a container, or by a build that runs now.
             continue
+        except requests.RequestException as exc:
+            raise EngineError(
+                f"removing image {image['Id']} failed: {_reason(exc)}"
+            ) from exc
         removed += 1
     return removed
 
@@ -1071,6 +1139,8 @@ _CONNECTION_REASONS = (
     ("Permission denied", "permission denied on the socket"),
     ("Connection refused", "connection refused"),
     ("Connection aborted", "connection aborted"),
+    ("Connection broken", "connection broken"),
+    ("Response ended prematurely", "the response ended early"),
     ("timed out", "timed out"),
 )
 

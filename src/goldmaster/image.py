@@ -8,6 +8,7 @@ image (or rebuilds it from the Dockerfile), tags it and runs a smoke test.
 from __future__ import annotations
 
 import configparser
+import contextlib
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -24,8 +25,9 @@ from goldmaster.dockerfile import (
     manifest_digest,
     render_dockerfile,
 )
-from goldmaster.errors import EngineError
+from goldmaster.errors import EngineError, SecretFoundError
 from goldmaster.parts import Part, Section
+from goldmaster.secrets import Finding, raise_for_findings, scan_text, scan_value
 
 SECTION = "image"
 DOCKERFILE_ARCNAME = "image/Dockerfile"
@@ -147,6 +149,10 @@ def _build_and_save(
     """Build and optionally save the image; return its manifest data and archive."""
     client = container.connect()
     tags = list(tags) or [default_tag(manifest)]
+    base = base_reference(dockerfile)
+    if container.image_exists(base, client=client):
+        # A base image that carries a credential fails before the build.
+        check_image_credentials(base, client=client)
     info = container.build_image(
         context,
         dockerfile,
@@ -156,8 +162,14 @@ def _build_and_save(
         client=client,
     )
     data = _built_data(info, tags, client)
-    data["base_image"] = _base_data(base_reference(dockerfile), client)
+    data["base_image"] = _base_data(base, client)
     _remove_environment_stage(dockerfile, client)
+    try:
+        check_image_credentials(tags[0], client=client)
+    except SecretFoundError:
+        # Remove the built image, so that a later push cannot publish the credential.
+        _untag(tags, client)
+        raise
 
     archive = None
     if save:
@@ -227,6 +239,70 @@ def base_reference(dockerfile: str) -> str:
 
 
 # --- credentials -----------------------------------------------------------------
+
+IMAGE_SECRET_HINT = (
+    "rebuild the base image without it or pass another --base-image and "
+    "capture again, or capture with --no-image"
+)
+_NOP_INSTRUCTION = re.compile(r"#\(nop\)\s+([A-Z]+)\b")
+
+
+def check_image_credentials(image: str, *, client: Any = None) -> None:
+    """Raise SecretFoundError when the image's history or config contains a token."""
+    raise_for_findings(
+        image_credential_findings(image, client=client), IMAGE_SECRET_HINT
+    )
+
+
+def image_credential_findings(image: str, *, client: Any = None) -> list[Finding]:
+    """Return the token-like values in an image's history and config.
+
+    The history entries, numbered from the oldest, have their command and
+    comment scanned. Then every field of the config is scanned, such as Env,
+    Labels, Cmd and Entrypoint.
+    """
+    # NOTE: layer contents are not scanned, so a credential file that the
+    # base image contains, such as /root/.netrc, is not found.
+    client = client or container.connect()
+    history = container.image_history(image, client=client)
+    found: list[Finding] = []
+    for number, step in enumerate(history, start=1):
+        where = (
+            f"image {image} history, step {number} of {len(history)} from the oldest"
+        )
+        instruction = _history_instruction(step.created_by)
+        found += scan_text(step.created_by, f"{where} ({instruction})")
+        found += scan_text(step.comment, f"{where} (comment)")
+    config = container.image_info(image, client=client).config
+    found += scan_value(config, f"image {image} config")
+    return found
+
+
+def _history_instruction(created_by: str) -> str:
+    """Return the Dockerfile instruction of a history entry, such as RUN or ENV.
+
+    Podman 4.3 records ``/bin/sh -c #(nop) ENV ...`` for an instruction that
+    runs nothing and the bare shell command for RUN. An entry that starts
+    with an upper-case word, as BuildKit writes ``ENV A=1``, is taken to name
+    its instruction.
+    """
+    nop = _NOP_INSTRUCTION.search(created_by)
+    if nop is not None:
+        return nop.group(1)
+    words = created_by.split(maxsplit=1)
+    if not words:
+        return "no command"
+    if words[0].isalpha() and words[0].isupper():
+        return words[0]
+    return "RUN"
+
+
+def _untag(tags: Sequence[str], client: Any) -> None:
+    """Remove each tag. The engine deletes the image with its last tag unless a
+    container uses it."""
+    for tag in tags:
+        with contextlib.suppress(EngineError):
+            container.remove_image(tag, force=False, client=client)
 
 
 def _build_secrets(dockerfile: str) -> dict[str, bytes] | None:

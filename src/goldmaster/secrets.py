@@ -4,13 +4,14 @@ Capture removes credentials from the URLs it records and leaves credential
 files out of the code, but values also reach a bundle through hyperparameters,
 lockfiles, probe outputs, build logs and diffs. This module scans those for
 token formats that are specific enough to rarely match anything else, and
-capture fails when one remains.
+capture fails when one remains. The image stage scans the container image's
+history and config the same way.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -212,9 +213,14 @@ def _scan_value(value: Any, where: str, key_path: str) -> list[Finding]:
 
 
 def _scan_string(text: str, where: str, key_path: str) -> list[Finding]:
+    return scan_text(text, f"{where}: {key_path}")
+
+
+def scan_text(text: str, where: str) -> list[Finding]:
+    """Return the token-like values in one string, each located at ``where``."""
     data = text.encode("utf-8", "surrogateescape")
     return [
-        Finding(f"{where}: {key_path}", rule, _preview(rule, value))
+        Finding(where, rule, _preview(rule, value))
         for _, rule, value in sorted(_matches(data))
     ]
 
@@ -260,14 +266,21 @@ def check_capture(manifest: dict[str, Any], members: Iterable[ScannedMember]) ->
     # NOTE: there is no option to accept a finding. A false positive can only
     # be cleared by changing or excluding its source.
     found = scan_value(_user_strings(manifest), "manifest.yaml") + scan_members(members)
+    raise_for_findings(
+        found,
+        "remove it from the option, file or environment it came from, or leave the "
+        "file out with --exclude, then capture again",
+    )
+
+
+def raise_for_findings(found: Sequence[Finding], hint: str) -> None:
+    """Raise SecretFoundError naming the first findings, when there are any."""
     if not found:
         return
     places = "; ".join(f.describe() for f in found[:3])
     more = f" and {len(found) - 3} more" if len(found) > 3 else ""
     raise SecretFoundError(
-        f"credential found, so no bundle was written: {places}{more}",
-        "remove it from the option, file or environment it came from, or leave the "
-        "file out with --exclude, then capture again",
+        f"credential found, so no bundle was written: {places}{more}", hint
     )
 
 
