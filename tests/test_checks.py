@@ -242,6 +242,8 @@ def test_check_fails_after_flipping_a_weight(
     assert "check-1" in text.stdout
     assert "FAILED  0 of 1 checks passed" in text.stdout
     (check,) = json.loads(done.stdout)["checks"]
+    # The differing output's summary is printed once, under the check.
+    assert text.stdout.count(check["outputs"][0]["summary"]) == 1
     assert check["status"] == "different"
     stdout = check["outputs"][0]
     assert stdout["status"] == "different"

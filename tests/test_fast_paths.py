@@ -226,3 +226,63 @@ def test_secret_scan_of_the_files_list_reads_names_only() -> None:
         check_capture({"files": files}, [])
     files[1]["same_as"] = "code/a.py"
     check_capture({"files": files}, [])
+
+
+def _yaml_or_error(text: str) -> object:
+    try:
+        return yaml.load(text, Loader=manifest._Loader)
+    except yaml.YAMLError:
+        return "error"
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_manifest_load_shortcut_matches_yaml_library(seed: int) -> None:
+    rng = random.Random(seed)
+    files = [_plain_entry(rng, i) for i in range(100)]
+    data = {"schema": "goldmaster/v1", "name": "m", "files": files, "notes": "a\nb\n"}
+    text = manifest.dump(data).decode()
+
+    fast = manifest._load_fast(text)
+
+    if any("stored" in entry for entry in files):
+        assert fast is None
+    else:
+        assert fast == data
+        assert list(fast) == list(data)
+    assert _yaml_or_error(text) == data
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("  size: 7\n", "  size: 07\n"),  # an octal int in YAML
+        ("  size: 7\n", "  size: 7\n  extra: 1\n"),
+        ("- path: code/a\n", "- path: code/a #c\n"),
+        ("- path: code/a\n", "- path: 'code/a'\n"),
+        ("- path: code/a\n", "- path: code/a\n# note\n"),
+        ("- path: code/a\n", "- path: true\n"),
+        ("- path: code/a\n", "- path: 1.5\n"),
+        ("sha256: " + "a" * 64, "sha256: " + "1" * 64),  # an int in YAML
+        ("files:\n", "files:\n-\n"),
+        ("notes: x\n", "notes: x\nfiles: []\n"),
+        (
+            "notes: x\n",
+            'notes: "x\nfiles:\n- path: code/b\n  size: 1\n  sha256: '
+            + "b" * 64
+            + '\n"\n',
+        ),
+        ("notes: x\n", "notes: x\n-\n"),
+        ("notes: x\n", "notes: |\n  x\n"),
+        ("- path: code/a\n", "- path: code/a\r\n"),
+    ],
+)
+def test_manifest_load_shortcut_leaves_the_unusual_to_yaml(old: str, new: str) -> None:
+    entry = "- path: code/a\n  size: 7\n  sha256: " + "a" * 64 + "\n"
+    text = "schema: goldmaster/v1\nfiles:\n" + entry * 3 + "notes: x\n"
+    assert old in text
+    changed = text.replace(old, new, 1)
+
+    fast = manifest._load_fast(changed)
+
+    if fast is not None:
+        assert fast == _yaml_or_error(changed)

@@ -80,7 +80,10 @@ def _echo_check(check: dict[str, Any], width: int) -> None:
     line = (
         f"{label:<{LABEL_WIDTH}}  {check['name']:<{width}}  {check['duration']:.1f} s"
     )
-    if check["reason"]:
+    # A differing output's summary is printed under the check, so the
+    # headline leaves it out instead of printing it twice.
+    listed = any(output["status"] == "different" for output in check["outputs"])
+    if check["reason"] and not (check["status"] == "different" and listed):
         line += f"  {check['reason']}"
     if not check["deterministic_at_capture"]:
         line += "  (nondeterministic at capture)"
