@@ -6,7 +6,8 @@
 Every group of commands runs R rounds. Within a round the commands of a
 group run one after another, in the reverse order every other round, so that
 a change in the machine's load hits all of them alike. Before each command the
-dirty pages of the one before are written out (``sync``, not timed), and all
+dirty pages of the one before are written out (``sync``, not timed), the
+command's own output from the round before is deleted (not timed), and all
 reads come from a warm page cache. Wall time is measured around the process;
 CPU time and peak memory come from wait4's resource usage, whose ru_maxrss is
 that of the largest process in the command's tree. Captures run with
@@ -42,6 +43,9 @@ class Command:
     label: str
     argv: list[str]
     fresh: Path | None = None
+    # Files the command writes, deleted before each run: replacing a file
+    # that is still in the page cache costs more than writing a new one.
+    outputs: tuple[Path, ...] = ()
     samples: list[dict[str, float]] = field(default_factory=list)
 
     def shell(self) -> str:
@@ -52,6 +56,8 @@ def run_once(command: Command) -> dict[str, float]:
     if command.fresh is not None:
         shutil.rmtree(command.fresh, ignore_errors=True)
         command.fresh.mkdir(parents=True)
+    for path in command.outputs:
+        path.unlink(missing_ok=True)
     subprocess.run(["sync"], check=True)
     load = os.getloadavg()[0]
     with tempfile.TemporaryFile() as errors:
@@ -166,6 +172,23 @@ class Bench:
     def bundle(self, name: str) -> Path:
         return self.out / "gm" / f"{name}-1.gm.tar.zst"
 
+    def capture_command(
+        self, label: str, model: Path, name: str, *extra: str, code: Path | None = None
+    ) -> Command:
+        bundle = self.bundle(name)
+        return Command(
+            label,
+            self.capture(model, name, *extra, code=code),
+            outputs=(bundle, bundle.with_name(bundle.name + ".sha256")),
+        )
+
+    def tar_command(
+        self, label: str, folder: Path, target: Path, exclude_git: bool = False
+    ) -> Command:
+        return Command(
+            label, self.tar_zstd(folder, target, exclude_git), outputs=(target,)
+        )
+
     def tar_zstd(
         self, folder: Path, target: Path, exclude_git: bool = False
     ) -> list[str]:
@@ -221,19 +244,22 @@ def weights_group(bench: Bench, gib: int) -> None:
     restored = bench.out / "restored"
     print(f"checkpoint of {gib} GiB: capture", file=sys.stderr)
     capture = [
-        Command("goldmaster capture", bench.capture(model, name)),
-        Command(
-            "goldmaster capture --level 3",
-            bench.capture(model, name + "-l3", "--level", "3"),
+        bench.capture_command("goldmaster capture", model, name),
+        bench.capture_command(
+            "goldmaster capture --level 3", model, name + "-l3", "--level", "3"
         ),
-        Command(
+        bench.capture_command(
             "goldmaster capture --codec bytegroup",
-            bench.capture(model, name + "-bg", "--codec", "bytegroup"),
+            model,
+            name + "-bg",
+            "--codec",
+            "bytegroup",
         ),
-        Command("tar -c | zstd -T0 -3", bench.tar_zstd(model, base)),
+        bench.tar_command("tar -c | zstd -T0 -3", model, base),
         Command(
             "tar -c | zstd -T0 -3, then sync the file",
             ["sh", "-c", f"{shlex.join(bench.tar_zstd(model, base))} && sync {base}"],
+            outputs=(base,),
         ),
         Command("sha256sum of the inputs", ["sh", "-c", f"sha256sum {model}/*"]),
     ]
@@ -321,14 +347,17 @@ def small_files_group(bench: Bench) -> None:
     (tiny / "config.json").write_text('{"model_type": "none"}\n')
     print("20,000 small files", file=sys.stderr)
     commands = [
-        Command("goldmaster capture", bench.capture(tiny, "code", code=code)),
-        Command(
+        bench.capture_command("goldmaster capture", tiny, "code", code=code),
+        bench.capture_command(
             "goldmaster capture --text-level 9",
-            bench.capture(tiny, "code-l9", "--text-level", "9", code=code),
+            tiny,
+            "code-l9",
+            "--text-level",
+            "9",
+            code=code,
         ),
-        Command(
-            "tar -c | zstd -T0 -3",
-            bench.tar_zstd(code, bench.out / "code.tar.zst", True),
+        bench.tar_command(
+            "tar -c | zstd -T0 -3", code, bench.out / "code.tar.zst", True
         ),
     ]
     run_group(commands, bench.runs)
@@ -349,14 +378,16 @@ def other_models_group(bench: Bench) -> None:
         ("fp32", bench.data / "fp32"),
     ]:
         commands += [
-            Command(f"{name}: goldmaster capture", bench.capture(folder, name)),
-            Command(
+            bench.capture_command(f"{name}: goldmaster capture", folder, name),
+            bench.capture_command(
                 f"{name}: goldmaster capture --codec bytegroup",
-                bench.capture(folder, name + "-bg", "--codec", "bytegroup"),
+                folder,
+                name + "-bg",
+                "--codec",
+                "bytegroup",
             ),
-            Command(
-                f"{name}: tar -c | zstd -T0 -3",
-                bench.tar_zstd(folder, bench.out / f"{name}.tar.zst"),
+            bench.tar_command(
+                f"{name}: tar -c | zstd -T0 -3", folder, bench.out / f"{name}.tar.zst"
             ),
         ]
     run_group(commands, bench.runs)
