@@ -171,3 +171,20 @@ def invoke() -> Invoke:
         return CliRunner().invoke(cli, words, catch_exceptions=False)
 
     return run
+
+
+@pytest.fixture(scope="module")
+def tiny_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A virtual environment without pip that has ``tinymodel`` installed."""
+    from image_helpers import tiny_model_venv
+
+    return tiny_model_venv(tmp_path_factory.mktemp("tiny-venv"))
+
+
+@pytest.fixture
+def isolated_pip(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep this machine's pip configuration out of the captured environment."""
+    for key in list(os.environ):
+        if key.startswith(("PIP_", "UV_")) or key in ("VIRTUAL_ENV", "PYTHONPATH"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)

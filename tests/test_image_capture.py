@@ -16,53 +16,13 @@ from goldmaster.cli import cli
 from goldmaster.dockerfile import MANIFEST_DIGEST_LABEL, manifest_digest
 from goldmaster.image import DOCKERFILE_ARCNAME
 from goldmaster.verify import read_manifest
-from image_helpers import TINY_MODEL_SOURCE, make_wheel
+from image_helpers import TINY_MODEL_SOURCE
 
 INFERENCE_SCRIPT = (
     "import os, tinymodel\n"
     "weights = os.path.join(os.environ['GOLDMASTER_WEIGHTS'], 'scale.txt')\n"
     "print(open(weights).read().strip(), tinymodel.predict([1, 2, 3]))\n"
 )
-
-
-@pytest.fixture(scope="module")
-def tiny_venv(tmp_path_factory) -> Path:
-    """A virtual environment without pip that has ``tinymodel`` installed."""
-    root = tmp_path_factory.mktemp("tiny-venv")
-    wheel = make_wheel(root / "dist", "tinymodel", "1.0", TINY_MODEL_SOURCE)
-    subprocess.run(
-        [sys.executable, "-m", "venv", "--without-pip", str(root / "venv")], check=True
-    )
-    python = root / "venv" / "bin" / "python"
-    install = [sys.executable, "-m", "pip", "--python", str(python), "install"]
-    subprocess.run(
-        [*install, "--no-index", "--no-deps", str(wheel)],
-        env=isolated_pip_environ(),
-        check=True,
-        capture_output=True,
-    )
-    return python
-
-
-def isolated_pip_environ() -> dict[str, str]:
-    """Return os.environ with no pip configuration of this machine in it."""
-    environ = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("PIP_", "UV_"))
-        and key not in ("VIRTUAL_ENV", "CONDA_PREFIX", "PYTHONPATH")
-    }
-    environ["PIP_CONFIG_FILE"] = os.devnull
-    return environ
-
-
-@pytest.fixture
-def isolated_pip(monkeypatch):
-    """Keep this machine's pip configuration out of the captured environment."""
-    for key in os.environ:
-        if key.startswith(("PIP_", "UV_")) or key in ("VIRTUAL_ENV", "PYTHONPATH"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
 
 
 @pytest.fixture

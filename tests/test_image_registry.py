@@ -7,9 +7,6 @@ scripts/services.sh, and the tests' own registry that requires credentials.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import urllib.request
 import uuid
 from pathlib import Path
@@ -24,7 +21,6 @@ from goldmaster.ociref import parse_reference
 from goldmaster.registry import ANNOTATION_IMAGE
 from goldmaster.registry_client import RegistryClient
 from goldmaster.verify import read_manifest
-from image_helpers import TINY_MODEL_SOURCE, make_wheel
 from registry_fixtures import PASSWORD, USERNAME, RegistryServer
 
 pytestmark = [pytest.mark.engine, pytest.mark.usefixtures("registry_env")]
@@ -138,33 +134,6 @@ def test_push_image_archive_sends_credentials(
 
 
 # -- the command line -----------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def tiny_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A virtual environment without pip that has ``tinymodel`` installed."""
-    root = tmp_path_factory.mktemp("tiny-venv")
-    wheel = make_wheel(root / "dist", "tinymodel", "1.0", TINY_MODEL_SOURCE)
-    subprocess.run(
-        [sys.executable, "-m", "venv", "--without-pip", str(root / "venv")], check=True
-    )
-    python = root / "venv" / "bin" / "python"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install",
-         "--no-index", "--no-deps", "--isolated", str(wheel)],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return python
-
-
-@pytest.fixture
-def isolated_pip(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep this machine's pip configuration out of the captured environment."""
-    for key in list(os.environ):
-        if key.startswith(("PIP_", "UV_")) or key in ("VIRTUAL_ENV", "PYTHONPATH"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
 
 
 @pytest.mark.slow

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import os
 import random
 import string
 import subprocess
@@ -29,7 +28,7 @@ from goldmaster.image import (
 )
 from goldmaster.parts import Part
 from goldmaster.verify import read_manifest
-from image_helpers import TINY_MODEL_SOURCE, make_wheel, sha256_file, tiny_model_venv
+from image_helpers import TINY_MODEL_SOURCE, make_wheel, sha256_file
 
 TOKEN_ALPHABET = string.ascii_letters + string.digits
 
@@ -65,20 +64,6 @@ def build_from(engine: Any, base: str, lines: list[str], tags: list[str]) -> str
     dockerfile = "\n".join([f"FROM {base}", *lines]) + "\n"
     container.build_image([], dockerfile, tags=[tag], client=engine)
     return tag
-
-
-@pytest.fixture(scope="module")
-def tiny_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_model_venv(tmp_path_factory.mktemp("tiny-venv"))
-
-
-@pytest.fixture
-def isolated_pip(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep this machine's pip configuration out of the captured environment."""
-    for key in list(os.environ):
-        if key.startswith(("PIP_", "UV_")) or key in ("VIRTUAL_ENV", "PYTHONPATH"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
 
 
 # ---------------------------------------------------------------------------
