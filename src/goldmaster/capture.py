@@ -35,7 +35,14 @@ from .codebase import snapshot_code
 from .codec import ByteGroup
 from .environment import capture_environment
 from .errors import InputError, OutputError, UnsafeMemberError, UsageError
-from .fsutil import deferred_signals, fsync_dir, temporary_path, write_synced
+from .fsutil import (
+    deferred_signals,
+    fsync_dir,
+    make_folders,
+    remove_empty_folders,
+    temporary_path,
+    write_synced,
+)
 from .gpu import probe_system
 from .image import image_section
 from .model import SourceFile, scan_model
@@ -234,7 +241,7 @@ def capture(options: CaptureOptions, reporter: Reporter | None = None) -> Captur
     except BaseException:
         # A failed capture leaves no output folder behind that it created.
         if created is not None:
-            _remove_empty_folders(options.output, created)
+            remove_empty_folders(options.output, created)
         raise
 
 
@@ -249,17 +256,6 @@ def _work_folder(output: Path) -> tempfile.TemporaryDirectory[str]:
             f"cannot write to output folder {output}: {exc.strerror or exc}",
             "pass an --output folder that you can write to",
         ) from exc
-
-
-def _remove_empty_folders(folder: Path, top: Path) -> None:
-    """Remove ``folder`` and its parents up to and including ``top`` while they are empty."""
-    for path in (folder, *folder.parents):
-        try:
-            path.rmdir()
-        except OSError:
-            return
-        if path == top:
-            return
 
 
 def _capture_with(options: CaptureOptions, reporter: Reporter, workdir: Path) -> CaptureResult:
@@ -357,15 +353,13 @@ def _check_options(options: CaptureOptions) -> Path | None:
         raise UsageError(f"invalid --codec {options.codec!r}", f"use zstd or {codec_mod.NAME}")
     if options.output.exists() and not options.output.is_dir():
         raise InputError(f"output path is not a folder: {options.output}")
-    missing = [p for p in (options.output, *options.output.parents) if not p.exists()]
     try:
-        options.output.mkdir(parents=True, exist_ok=True)
+        return make_folders(options.output)
     except OSError as exc:
         raise InputError(
             f"cannot create output folder {options.output}: {exc.strerror}",
             "pass an --output folder that can be created",
         ) from exc
-    return missing[-1] if missing else None
 
 
 def _bundle_name(options: CaptureOptions) -> str:

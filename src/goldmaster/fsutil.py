@@ -29,6 +29,25 @@ def temporary_path(final: Path) -> Iterator[Path]:
             tmp.unlink()
 
 
+def make_folders(folder: Path) -> Path | None:
+    """Create ``folder`` and its missing parents. Return the topmost folder
+    that was created, or None when ``folder`` existed. OSError passes through."""
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    return missing[-1] if missing else None
+
+
+def remove_empty_folders(folder: Path, top: Path) -> None:
+    """Remove ``folder`` and its parents up to and including ``top`` while they are empty."""
+    for path in (folder, *folder.parents):
+        try:
+            path.rmdir()
+        except OSError:
+            return
+        if path == top:
+            return
+
+
 def fsync_dir(folder: Path) -> None:
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:

@@ -30,7 +30,13 @@ from .errors import (
     UsageError,
     VerificationError,
 )
-from .fsutil import atomic_write_bytes, fsync_dir, temporary_path
+from .fsutil import (
+    atomic_write_bytes,
+    fsync_dir,
+    make_folders,
+    remove_empty_folders,
+    temporary_path,
+)
 from .ociref import Reference, check_tag, is_reference, parse_reference, tag_for_version
 from .progress import Reporter
 from .registry_client import (
@@ -536,7 +542,7 @@ def pull(
     except BaseException:
         # A failed pull leaves no output folder behind that it created.
         if created is not None:
-            _remove_empty_folders(out_dir, created)
+            remove_empty_folders(out_dir, created)
         raise
     image_target = pushed_image_reference(remote) if image else None
     sha256 = remote.bundle_layer.digest.removeprefix("sha256:")
@@ -676,9 +682,8 @@ def _prepare_folder(out_dir: Path) -> Path | None:
     None when ``out_dir`` existed."""
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"output path is not a folder: {out_dir}")
-    missing = [p for p in (out_dir, *out_dir.parents) if not p.exists()]
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        created = make_folders(out_dir)
     except OSError as exc:
         raise InputError(f"cannot create {out_dir}: {exc.strerror}") from exc
     try:
@@ -689,18 +694,7 @@ def _prepare_folder(out_dir: Path) -> Path | None:
             f"cannot write to output folder {out_dir}: {exc.strerror or exc}",
             "pass an --output folder that you can write to",
         ) from exc
-    return missing[-1] if missing else None
-
-
-def _remove_empty_folders(folder: Path, top: Path) -> None:
-    """Remove ``folder`` and its parents up to and including ``top`` while they are empty."""
-    for path in (folder, *folder.parents):
-        try:
-            path.rmdir()
-        except OSError:
-            return
-        if path == top:
-            return
+    return created
 
 
 def _bundle_name(remote: RemoteBundle) -> str:
