@@ -49,7 +49,7 @@ def test_commands_registered() -> None:
         assert command is not None and command.name == name
 
 
-def test_light_commands_skip_the_engine_and_registry_clients() -> None:
+def test_inspect_verify_skip_heavy_imports() -> None:
     # inspect and verify of a local bundle must start fast: they never need
     # the Docker SDK, the registry client or the cryptography package.
     code = (

@@ -1,6 +1,6 @@
 """Shortcuts that make capture fast must give exactly what the general code gives:
-tar headers, manifest YAML, glob matching and the secret scan of the manifest;
-and the default text level follows the amount of text."""
+tar headers, manifest YAML, glob matching, member names and the secret scan of
+the manifest. The default text level follows the amount of text."""
 
 from __future__ import annotations
 
@@ -14,15 +14,16 @@ import pytest
 import yaml
 
 from goldmaster import manifest
-from goldmaster.archive import _ustar_header, tar_header
+from goldmaster.archive import _ustar_header, safe_relpath, tar_header
 from goldmaster.capture import (
+    _PLAIN_NAME,
     TEXT_BYTES_HARD,
     TEXT_LEVEL_HARD,
     TEXT_LEVEL_LARGE,
     _Entry,
     text_level_for,
 )
-from goldmaster.errors import SecretFoundError
+from goldmaster.errors import SecretFoundError, UnsafeMemberError
 from goldmaster.model import _candidates, matches
 from goldmaster.secrets import _scan_value, check_capture, scan_value
 
@@ -175,9 +176,9 @@ def test_scan_value_finds_token_at_string_edges(value: str) -> None:
     assert len(scan_value(data, "m")) == 3
 
 
-def test_plain_shortcut_agrees_with_the_yaml_resolver() -> None:
+def test_plain_shortcut_matches_resolver() -> None:
     # manifest._plain skips the resolver for names with a slash and for hex
-    # digests; YAML must read back every such value as a string.
+    # digests, so YAML must read back every such value as a string.
     rng = random.Random(2)
     resolver = yaml.resolver.Resolver()
     values = ["0b101", "0x1f", "1e5", "deadbeef", "12:30", "2024-01-01", "a/1.5"]
@@ -197,7 +198,7 @@ def test_plain_shortcut_agrees_with_the_yaml_resolver() -> None:
         assert manifest._plain(value) is slow, value
 
 
-def test_text_level_grows_cheaper_with_the_amount_of_text() -> None:
+def test_text_level_by_text_size() -> None:
     small = [
         _Entry("code/a.py", size=TEXT_BYTES_HARD),
         _Entry("weights/w.bin", size=1 << 40),
@@ -210,7 +211,7 @@ def test_text_level_grows_cheaper_with_the_amount_of_text() -> None:
     assert text_level_for(linked) == TEXT_LEVEL_HARD
 
 
-def test_secret_scan_of_the_files_list_reads_names_only() -> None:
+def test_secret_scan_reads_file_names() -> None:
     token = "ghp_" + "A1b2" * 9
     files = [
         {"path": "code/a.py", "size": 1, "sha256": "0" * 64},
@@ -236,7 +237,7 @@ def _yaml_or_error(text: str) -> object:
 
 
 @pytest.mark.parametrize("seed", range(20))
-def test_manifest_load_shortcut_matches_yaml_library(seed: int) -> None:
+def test_manifest_load_shortcut_matches_yaml(seed: int) -> None:
     rng = random.Random(seed)
     files = [_plain_entry(rng, i) for i in range(100)]
     data = {"schema": "goldmaster/v1", "name": "m", "files": files, "notes": "a\nb\n"}
@@ -276,7 +277,7 @@ def test_manifest_load_shortcut_matches_yaml_library(seed: int) -> None:
         ("- path: code/a\n", "- path: code/a\r\n"),
     ],
 )
-def test_manifest_load_shortcut_leaves_the_unusual_to_yaml(old: str, new: str) -> None:
+def test_manifest_load_falls_back_to_yaml(old: str, new: str) -> None:
     entry = "- path: code/a\n  size: 7\n  sha256: " + "a" * 64 + "\n"
     text = "schema: goldmaster/v1\nfiles:\n" + entry * 3 + "notes: x\n"
     assert old in text
@@ -286,3 +287,26 @@ def test_manifest_load_shortcut_leaves_the_unusual_to_yaml(old: str, new: str) -
 
     if fast is not None:
         assert fast == _yaml_or_error(changed)
+
+
+def test_plain_name_shortcut_accepts_only_safe_names() -> None:
+    # capture skips the full name check for names that _PLAIN_NAME matches,
+    # so each of them must pass that check.
+    rng = random.Random(3)
+    names = ["a", "a/b", ".env", "...", "a/.../b", "a/", "a//b", "../a", "a/..", "é"]
+    names += [
+        "".join(
+            rng.choice(["a", "/", ".", "..", "\\", "\n", " ", "é"]) for _ in range(6)
+        )
+        for _ in range(20000)
+    ]
+    plain = 0
+    for name in names:
+        if _PLAIN_NAME.fullmatch(name) is None:
+            continue
+        plain += 1
+        try:
+            safe_relpath(f"top/{name}", "top")
+        except UnsafeMemberError:
+            pytest.fail(f"{name!r} matched the shortcut but is unsafe")
+    assert plain > 300

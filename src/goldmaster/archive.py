@@ -384,9 +384,9 @@ def _read_small(fd: int, source: Path, size: int) -> bytes:
     parts: list[bytes] = []
     count = 0
     while True:
-        wanted = size + 1 - count
+        requested = size + 1 - count
         try:
-            data = os.read(fd, wanted)
+            data = os.read(fd, requested)
         except OSError as exc:
             raise InputError(f"read error in {source}: {exc.strerror}") from exc
         parts.append(data)

@@ -8,6 +8,7 @@ that output to disk in a third, while the bundle is still being compressed.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import queue
 import threading
@@ -53,9 +54,10 @@ class _Frames:
             self._level = None
 
 
-def _start_writeback() -> Callable[[int], None]:
-    """Return a function that asks the kernel to start writing a file's dirty
-    pages to disk without waiting for them.
+@functools.cache
+def _writeback_function() -> Callable[[int], None]:
+    """Return a function that starts writing a file's dirty pages to disk and
+    returns without waiting for them.
 
     That is Linux's sync_file_range with SYNC_FILE_RANGE_WRITE. Unlike
     fdatasync it neither waits for the disk nor commits the file system's
@@ -66,6 +68,8 @@ def _start_writeback() -> Callable[[int], None]:
         libc = ctypes.CDLL(None, use_errno=True)
         call = libc.sync_file_range
     except (AttributeError, OSError):
+        # NOTE: only a libc without sync_file_range reaches this fallback,
+        # and no test runs it.
         return os.fdatasync
     call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
     call.restype = ctypes.c_int
@@ -89,8 +93,6 @@ class _Flusher:
     overlap with compression and the final fsync waits for the tail only.
     """
 
-    _writeback: Callable[[int], None] | None = None
-
     def __init__(self, fd: int) -> None:
         self._fd = fd
         self._wake = threading.Event()
@@ -111,12 +113,10 @@ class _Flusher:
             if self._stopping:
                 return
             try:
-                if _Flusher._writeback is None:
-                    _Flusher._writeback = _start_writeback()
-                _Flusher._writeback(self._fd)
+                _writeback_function()(self._fd)
             except OSError as exc:
-                # Linux reports a write-back error to one fsync only, so this
-                # one must reach the caller: close() raises it.
+                # With fdatasync, Linux reports a write-back error to one
+                # fsync only, so this one must reach the caller through close().
                 self.error = exc
                 return
 

@@ -76,10 +76,10 @@ _STR_TAG = "tag:yaml.org,2002:str"
 _SIMPLE_KEYS = (("path", "size", "sha256"), ("path", "size", "sha256", "same_as"))
 
 
-# Plain strings that YAML reads back as strings without asking the resolver:
-# a "/" appears in no int, float, bool, null or timestamp, and a run of hex
-# digits with a letter, no dot and no 0b in front (a binary int) is neither
-# a number nor a date.
+# Plain strings that YAML reads back as strings, so the resolver is skipped.
+# A "/" appears in no int, float, bool, null or timestamp. A run of hex
+# digits with a letter, without a dot or a leading 0b (a binary int), is
+# neither a number nor a date.
 _SURELY_STR = re.compile(r"[^/]*/.*|(?!0b)[0-9a-f]*[a-f][0-9a-f]*")
 
 

@@ -59,7 +59,7 @@ def _param_value(raw: str) -> Any:
 @click.option("--exclude", "excludes", multiple=True, metavar="GLOB", help="Leave out matching model and code files; repeatable.")
 @click.option("--include", "includes", multiple=True, metavar="GLOB", help="Keep credential-like code files that match; repeatable.")
 @click.option("--level", type=int, default=1, show_default=True, help="zstd level for weights, wheels and images (1-22); higher levels barely shrink weights.")
-@click.option("--text-level", type=int, default=None, help="zstd level for code and text (1-22); default 9, or 3 above 16 MiB of code and text.")
+@click.option("--text-level", type=int, default=None, help="zstd level for code and text (1-22). Default: 9, or 3 above 16 MiB of code and text.")
 @click.option("--threads", type=int, default=0, show_default=True, help="Compression threads; 0 uses every core.")
 @click.option("--codec", type=click.Choice(["zstd", "bytegroup"]), default="zstd", show_default=True, help="How to store safetensors weights: zstd alone, readable with tar and zstd, or bytegroup, which groups the bytes of each float value first (bf16, fp16, fp32 shrink about 10% more) and is undone by restore or by the python3 command in README.txt.")
 @click.option("--force", is_flag=True, help="Replace a bundle of the same name and version.")
